@@ -1,0 +1,38 @@
+# The two commands a newcomer needs: `make test` and `make demo`. Each installs the Debian
+# packages sluice builds with (scripts/install-deps.sh, a no-op when they are present),
+# configures the release preset and builds.
+
+PRESET ?= release
+BUILD_DIR := build/$(PRESET)
+
+.PHONY: all deps configure build test demo bench sanitize clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+configure: deps
+	@cmake --preset $(PRESET) >/dev/null
+
+build: configure
+	@cmake --build --preset $(PRESET)
+
+test: build
+	@ctest --preset $(PRESET)
+
+demo: build
+	@$(BUILD_DIR)/tools/sluice_demo --seconds 2 --paced-seconds 2 --rate 1000000 --cpus 0,1
+
+bench: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release --target ring_buffer_bench
+	@bash perf/run_bench.sh build/release
+
+# The sanitizer runs CI does: ASan+UBSan on everything, TSan on the concurrency suites.
+sanitize: deps
+	@cmake --preset asan >/dev/null && cmake --build --preset asan && ctest --preset asan
+	@cmake --preset tsan >/dev/null && cmake --build --preset tsan && ctest --preset tsan
+
+clean:
+	rm -rf build

@@ -1,0 +1,34 @@
+// Helpers shared by the test suites.
+#ifndef SLUICE_TESTS_TEST_UTIL_H_
+#define SLUICE_TESTS_TEST_UTIL_H_
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <thread>
+
+namespace sluice::testing {
+
+// Sanitizers slow code 5-20x: stress tests scale their iteration counts by this.
+#if defined(SLUICE_SANITIZED)
+inline constexpr int64_t kStressScale = 10;
+#else
+inline constexpr int64_t kStressScale = 1;
+#endif
+
+// Polls `condition` (sleeping between polls) until it holds or `timeout` passes; returns
+// whether it held. A liveness check for tests, never a speed assertion: the timeout is
+// generous so a loaded 2-core CI machine never trips it by being slow.
+inline bool eventually(const std::function<bool()>& condition,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  }
+  return true;
+}
+
+}  // namespace sluice::testing
+
+#endif  // SLUICE_TESTS_TEST_UTIL_H_
