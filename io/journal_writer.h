@@ -1,0 +1,157 @@
+// JournalWriter: appends records to the journal with group commit, through io_uring when the
+// kernel has it and pwrite/fdatasync when it does not.
+//
+// append() copies a record into the open batch (no system call). poll() moves batches to disk:
+// while one batch is being written (and, per durability, fdatasync'ed), the next one fills, so
+// the batch size follows the disk's speed (natural batching), bounded by max_batch_bytes. At
+// most one write is in flight, so the file never holds a later batch without the earlier one: a
+// crash leaves a prefix of what was appended, plus at most a torn tail.
+//
+// Two sequences say how far the journal is: written() (handed to the kernel: survives a process
+// crash) and durable() (fdatasync'ed: survives a power cut). Stages gate on durable() when the
+// durability mode is sync.
+//
+// Faults are loud: a failed write, fdatasync or segment roll (EIO, ENOSPC, EFBIG...) stops the
+// writer; status() names the file, the operation and the offset; written() and durable() stop
+// where the disk stopped; append() returns kFailed from then on, so the caller refuses input
+// instead of losing it.
+//
+// Thread safety: one thread at a time calls append, poll, flush and close; it may change
+// hands (opened on the main thread, driven by the journal agent's, closed on the main thread
+// again) when the hand-over synchronises, as starting and joining a thread does. Any thread may
+// read written(), durable() and failed().
+#ifndef SLUICE_IO_JOURNAL_WRITER_H_
+#define SLUICE_IO_JOURNAL_WRITER_H_
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/sequence.h"
+#include "io/journal_format.h"
+#include "io/uring.h"
+
+namespace sluice::journal {
+
+enum class Durability : uint8_t {
+  kNone,   // page cache only: survives a process crash, not a power cut
+  kBatch,  // fdatasync every group commit; decisions are not held back for it
+  kSync,   // fdatasync every group commit, and nothing is answered before it is durable
+};
+absl::StatusOr<Durability> parse_durability(std::string_view name);  // none | batch | sync
+std::string_view durability_name(Durability d);
+
+struct WriterOptions {
+  std::string dir;
+  uint64_t segment_size = kDefaultSegmentSize;
+  Durability durability = Durability::kBatch;
+  size_t max_batch_bytes = 1 << 20;  // a group commit writes at most this much at once
+  bool use_io_uring = true;           // false: pwrite + fdatasync on the calling thread
+};
+
+enum class AppendResult : uint8_t {
+  kOk,
+  kFull,    // the open batch is full and the previous one is still on its way: poll() and retry
+  kFailed,  // the writer has stopped; see status()
+};
+
+class JournalWriter {
+ public:
+  // Opens (creating the directory if needed) and recovers the journal: a torn tail is
+  // truncated, corruption is an error (a journal that is corrupt before its tail is not
+  // appended to). Appending continues at last_sequence() + 1.
+  static absl::StatusOr<std::unique_ptr<JournalWriter>> open(const WriterOptions& options);
+  ~JournalWriter();
+  JournalWriter(const JournalWriter&) = delete;
+  JournalWriter& operator=(const JournalWriter&) = delete;
+
+  // Appends one record. REQUIRES: meta.sequence == next_sequence(); 4 <= frame.size() <= 1024.
+  // A broken REQUIRES fails the writer (InvalidArgument) rather than write a bad journal.
+  AppendResult append(const RecordMeta& meta, std::span<const std::byte> frame) noexcept;
+
+  // Reaps finished I/O and starts the next batch; never blocks on the disk. Returns the number
+  // of events it moved forward (records newly written or made durable, batches started).
+  int poll();
+
+  // Blocks until everything appended is written and, unless durability is none, durable.
+  absl::Status flush();
+
+  // flush(), then fdatasync whatever mode (a clean stop leaves a durable journal) and close.
+  absl::Status close();
+
+  int64_t next_sequence() const noexcept { return next_sequence_; }
+  int64_t last_sequence() const noexcept { return next_sequence_ - 1; }
+  const Sequence& written() const noexcept { return written_; }
+  const Sequence& durable() const noexcept { return durable_; }
+
+  bool failed() const noexcept { return failed_.load(std::memory_order_acquire); }
+  // The first failure; only meaningful on the writer's thread or after failed() was seen true.
+  const absl::Status& status() const noexcept { return status_; }
+
+  bool using_io_uring() const noexcept { return uring_ != nullptr; }
+  // Why io_uring is not used (empty when it is).
+  const std::string& fallback_reason() const noexcept { return fallback_reason_; }
+  const std::string& segment_path() const noexcept { return segment_path_; }
+  const WriterOptions& options() const noexcept { return options_; }
+  // Recovery's findings (the truncated torn tail, if any), for the log.
+  const std::string& recovery_note() const noexcept { return recovery_note_; }
+
+ private:
+  struct Batch {
+    std::byte* data = nullptr;
+    size_t size = 0;            // bytes of records
+    int64_t last_sequence = 0;  // of its last record
+    uint64_t offset = 0;        // where it goes in the segment
+    size_t written = 0;         // bytes the kernel took so far
+    int pending_ops = 0;        // io_uring completions still to come
+    int write_error = 0;
+    int sync_error = 0;
+    bool synced = false;
+  };
+
+  explicit JournalWriter(const WriterOptions& options);
+  absl::Status recover();
+  absl::Status open_segment(uint64_t first_sequence);
+  absl::Status roll();
+  void fail(absl::Status status);
+
+  bool idle() const noexcept { return !in_flight_active_; }
+  void start_batch();
+  void submit_uring(bool write, bool sync);
+  void handle_cqe(const io_uring_cqe& cqe);
+  void finish_in_flight();
+  void write_fallback();
+
+  WriterOptions options_;
+  std::unique_ptr<Uring> uring_;
+  std::string fallback_reason_;
+  std::string recovery_note_;
+
+  int dir_fd_ = -1;
+  int fd_ = -1;
+  std::string segment_path_;
+  uint64_t end_offset_ = 0;  // in the open segment, after every appended record
+  bool roll_needed_ = false;
+
+  std::unique_ptr<std::byte[], void (*)(void*)> buffers_{nullptr, nullptr};
+  size_t buffer_capacity_ = 0;
+  Batch open_;       // filling
+  Batch in_flight_;  // on its way to disk
+  bool in_flight_active_ = false;
+
+  int64_t next_sequence_ = 1;
+  Sequence written_;
+  Sequence durable_;
+  std::atomic<bool> failed_{false};
+  absl::Status status_;
+};
+
+}  // namespace sluice::journal
+
+#endif  // SLUICE_IO_JOURNAL_WRITER_H_
