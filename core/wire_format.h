@@ -152,6 +152,17 @@ struct Alert {
   int64_t threshold = 0;
 };
 
+// SPEC 1.5's value checks: account_id 0, amount_minor <= 0 (TRANSACTION), side not 1/2,
+// quantity <= 0 or price <= 0 (ORDER), event_time_ns < 0 make an event INVALID.
+constexpr bool is_valid(const Transaction& t) {
+  return t.account_id != 0 && t.amount_minor > 0 && t.event_time_ns >= 0;
+}
+constexpr bool is_valid(const Order& o) {
+  return o.account_id != 0 && (o.side == 1 || o.side == 2) && o.quantity > 0 && o.price > 0 &&
+         o.event_time_ns >= 0;
+}
+constexpr bool is_valid(const Watermark& w) { return w.event_time_ns >= 0; }
+
 // Little-endian field access at a byte offset. memcpy compiles to one mov on x86.
 template <typename T>
 inline T load(const std::byte* p) noexcept {

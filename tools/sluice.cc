@@ -6,6 +6,7 @@
 #include "CLI/CLI.hpp"
 #include "tools/command.h"
 #include "tools/journal_command.h"
+#include "tools/replay_command.h"
 
 namespace {
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   sluice::tools::CommandAction action;
   sluice::tools::add_journal_command(app, &action);
+  sluice::tools::add_replay_command(app, &action);
 
   try {
     app.parse(argc, argv);
