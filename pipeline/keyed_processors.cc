@@ -192,8 +192,8 @@ Shard::Shard(const ProcessorConfig& config, uint32_t index, uint32_t count, Deci
       index_(index),
       count_(count),
       sink_(sink),
-      fraud_(config_),
-      risk_(config_) {}
+      fraud_(config),
+      risk_(config) {}
 
 void Shard::advance(int64_t event_time_ns) {
   if (!clock_.observe(event_time_ns)) return;

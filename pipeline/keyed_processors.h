@@ -11,6 +11,9 @@
 // Integer arithmetic throughout, 128-bit where a product can overflow 64 bits; values reported
 // in alerts saturate to int64.
 //
+// Shards and processors are values: each holds its own copy of the config, so copying or moving
+// one never leaves it reading another's.
+//
 // Thread safety: a Shard and its processors are used by one thread.
 #ifndef SLUICE_PIPELINE_KEYED_PROCESSORS_H_
 #define SLUICE_PIPELINE_KEYED_PROCESSORS_H_
@@ -100,7 +103,7 @@ class FraudProcessor {
   const WindowedHistory& history() const { return history_; }
 
  private:
-  const ProcessorConfig& config_;
+  ProcessorConfig config_;  // a copy: a processor stays valid when its shard is copied or moved
   WindowedHistory history_;
   TimerQueue timers_;
 };
@@ -117,7 +120,7 @@ class RiskProcessor {
   const WindowedHistory& accepted() const { return accepted_; }
 
  private:
-  const ProcessorConfig& config_;
+  ProcessorConfig config_;  // a copy: a processor stays valid when its shard is copied or moved
   absl::flat_hash_map<std::pair<uint64_t, uint32_t>, int64_t> positions_;
   WindowedHistory accepted_;  // times of accepted non-late orders, per account
   TimerQueue timers_;
