@@ -14,6 +14,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
 
 namespace sluice {
 
@@ -26,6 +31,28 @@ uint32_t crc32c_extend_portable(uint32_t crc, const void* data, size_t n) noexce
 // REQUIRES: crc32c_hardware_available(); otherwise the process dies of SIGILL.
 uint32_t crc32c_extend_hardware(uint32_t crc, const void* data, size_t n) noexcept;
 bool crc32c_hardware_available() noexcept;
+
+// crc32c_extend for short buffers (a journal record, a frame), inlined where it is called: one
+// crc32 instruction per 8 bytes, no alignment prologue, no dispatch through a function pointer.
+// For ~100-byte records that overhead is most of the cost. When the build targets SSE4.2
+// (sluice builds with -march=x86-64-v2, which includes it) this is the instruction itself;
+// otherwise it is crc32c_extend. Same results as crc32c_extend for every input.
+inline uint32_t crc32c_extend_short(uint32_t crc, const void* data, size_t n) noexcept {
+#if defined(__SSE4_2__)
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t reg = ~crc;
+  for (; n >= 8; p += 8, n -= 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    reg = _mm_crc32_u64(reg, word);
+  }
+  auto r = static_cast<uint32_t>(reg);
+  for (; n > 0; ++p, --n) r = _mm_crc32_u8(r, *p);
+  return ~r;
+#else
+  return crc32c_extend(crc, data, n);
+#endif
+}
 
 }  // namespace sluice
 

@@ -61,11 +61,6 @@ std::string_view header_check_name(HeaderCheck check) {
   return "?";
 }
 
-uint32_t record_crc(const std::byte* record, size_t frame_length) {
-  const uint32_t crc = crc32c(record, 4);
-  return crc32c_extend(crc, record + 8, kRecordHeaderSize - 8 + frame_length);
-}
-
 size_t encode_record(const RecordMeta& meta, std::span<const std::byte> frame,
                      std::span<std::byte> out) {
   std::byte* p = out.data();

@@ -162,3 +162,27 @@ TEST(Crc32c, DetectsSingleBitFlips) {
 
 }  // namespace
 }  // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(Crc32c, ShortInlineFormAgreesWithTheDispatchedOneForEveryLengthAndOffset) {
+  std::vector<unsigned char> data(1200 + 8);
+  uint64_t x = 0x243f6a8885a308d3ull;
+  for (auto& b : data) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    b = static_cast<unsigned char>(x >> 56);
+  }
+  for (size_t offset = 0; offset < 8; ++offset) {
+    for (size_t n = 0; n <= 1200; n += (n < 64 ? 1 : 7)) {
+      const uint32_t seed = static_cast<uint32_t>(n * 2654435761u);
+      ASSERT_EQ(crc32c_extend_short(seed, data.data() + offset, n),
+                crc32c_extend(seed, data.data() + offset, n))
+          << "n=" << n << " offset=" << offset;
+    }
+  }
+  EXPECT_EQ(crc32c_extend_short(0, "123456789", 9), 0xE3069283u);
+}
+
+}  // namespace
+}  // namespace sluice
