@@ -42,13 +42,17 @@
 //     kTimeoutNs (lost items never arrive), fails the benchmark through SkipWithError.
 //   - PingPong keeps one item in flight and times every round trip with rdtsc into a
 //     sluice::Histogram.
-//   - Placement: this host puts its two vCPUs "near" (cache-line round trip ~100 ns) or "far"
-//     (~400 ns) and moves them while a run is in progress. Every benchmark run therefore
-//     measures the cache-line round trip (~1 ms, untimed) just before and just after itself and
-//     reports it as the counters cl_rtt_before_ns / cl_rtt_after_ns; perf/summarize_bench.py
-//     uses them to split the repetitions into near and far.
+//   - Conditions: this host puts its two vCPUs "near" (cache-line round trip ~100 ns) or "far"
+//     (~400 ns) and moves them while a run is in progress, and other work may share the CPUs.
+//     Every benchmark run therefore measures the cache-line round trip (~1 ms, untimed) just
+//     before and after itself and the CPU time taken by anything else meanwhile, reported as
+//     the counters cl_rtt_before_ns, cl_rtt_after_ns and foreign_cpu_pct (see Conditions);
+//     perf/summarize_bench.py uses them to split the repetitions into near and far and to set
+//     aside disturbed ones.
 #include <benchmark/benchmark.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -58,6 +62,7 @@
 #include <concurrentqueue/concurrentqueue.h>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -277,11 +282,40 @@ int64_t cacheline_rtt_ns() {
   return rtt[kSamples / 2];
 }
 
-// Pins the benchmark thread to CPU 0 and brackets the benchmark with two cache-line round-trip
-// probes, reported as the counters cl_rtt_before_ns and cl_rtt_after_ns: the host moves the two
-// vCPUs between "near" and "far" placements from one moment to the next, and these tell the
-// summary which repetitions ran under which.
-class Placement {
+// CPU seconds the whole machine has spent busy (all CPUs, including time the hypervisor stole),
+// from /proc/stat; -1 if it cannot be read.
+double machine_busy_seconds() {
+  std::FILE* f = std::fopen("/proc/stat", "r");
+  if (f == nullptr) return -1;
+  unsigned long long v[8] = {};
+  const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                            &v[3], &v[4], &v[5], &v[6], &v[7]);
+  std::fclose(f);
+  if (n != 8) return -1;
+  const unsigned long long idle = v[3] + v[4];  // idle + iowait
+  unsigned long long total = 0;
+  for (const unsigned long long x : v) total += x;
+  return static_cast<double>(total - idle) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+// CPU seconds this process has used (all its threads).
+double process_cpu_seconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+// Pins the benchmark thread to CPU 0 and records the conditions each benchmark run ran under,
+// as counters:
+//   cl_rtt_before_ns, cl_rtt_after_ns  the cache-line round trip between CPU 0 and CPU 1 just
+//       before and just after the run: the host moves the two vCPUs between "near" and "far"
+//       placements from one moment to the next;
+//   foreign_cpu_pct  the share of the machine's CPU time over the run that went to anything but
+//       this process (other processes, the hypervisor's steal): a busy-spinning benchmark that
+//       shares its CPUs measures the scheduler, not the queue.
+// perf/summarize_bench.py uses them to split the repetitions by placement and to set aside the
+// disturbed ones.
+class Conditions {
  public:
   // False (and the benchmark skipped) if this thread cannot be pinned.
   bool start(benchmark::State& state) {
@@ -290,17 +324,29 @@ class Placement {
       state.SkipWithError(("pinning the producer to CPU 0 failed: " + status.ToString()).c_str());
       return false;
     }
-    before_ = cacheline_rtt_ns();
+    rtt_before_ = cacheline_rtt_ns();
+    wall_ = sluice::now_ns();
+    busy_ = machine_busy_seconds();
+    own_ = process_cpu_seconds();
     return true;
   }
   // Call once the benchmark's own threads have stopped.
   void finish(benchmark::State& state) {
-    state.counters["cl_rtt_before_ns"] = static_cast<double>(before_);
+    const double busy = machine_busy_seconds() - busy_;
+    const double own = process_cpu_seconds() - own_;
+    const double capacity = static_cast<double>(sluice::now_ns() - wall_) * 1e-9 *
+                            static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
+    state.counters["foreign_cpu_pct"] =
+        busy_ < 0 || capacity <= 0 ? -1.0 : std::max(0.0, 100.0 * (busy - own) / capacity);
+    state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before_);
     state.counters["cl_rtt_after_ns"] = static_cast<double>(cacheline_rtt_ns());
   }
 
  private:
-  int64_t before_ = -1;
+  int64_t rtt_before_ = -1;
+  int64_t wall_ = 0;
+  double busy_ = -1;
+  double own_ = 0;
 };
 
 // The benchmark's worker threads. stop() runs the stop action (which must make every worker's
@@ -581,8 +627,17 @@ Tally consume_until_stopped(Consumer& consumer, sluice::Sequence& consumed,
 template <class P>
 struct alignas(2 * sluice::kCacheLineSize) DigestHandler {
   Tally got;
-  void on_event(const P& e, int64_t /*sequence*/, bool /*end_of_batch*/) noexcept {
+  int64_t batches = 0;
+  void on_event(const P& e, int64_t /*sequence*/, bool end_of_batch) noexcept {
     got.add(digest(e));
+    batches += end_of_batch ? 1 : 0;
+  }
+  // Counter consumer_batch: the mean number of events the processor handed over per batch
+  // (warm-up included). Small batches mean the consumer re-reads the cursor, and pulls its
+  // cache line and the slot lines across, every few items.
+  void report(benchmark::State& state) const {
+    state.counters["consumer_batch"] =
+        batches > 0 ? static_cast<double>(got.count) / static_cast<double>(batches) : 0.0;
   }
 };
 
@@ -592,8 +647,8 @@ struct alignas(2 * sluice::kCacheLineSize) DigestHandler {
 template <class P, int64_t kBatch>
 void BM_OneToOne_Sluice(benchmark::State& state) {
   static_assert(kItemsPerIteration % kBatch == 0 && kWarmupItems % kBatch == 0);
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   auto wait = sluice::make_busy_spin_wait_strategy();
   sluice::RingBuffer<P> ring(kCapacity, *wait);
   DigestHandler<P> handler;
@@ -622,17 +677,18 @@ void BM_OneToOne_Sluice(benchmark::State& state) {
   auto drained = [&](int64_t total) { return consumer.sequence().get() >= total - 1; };
   drive<Wait::kSpin>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   check(state, "consumer", handler.got.count, handler.got.sum, src.sent.count,
         expected_digest_sum<P>(src.sent));
+  handler.report(state);
   state.SetLabel(kBatch == 1 ? "busy-spin; producer cpu0, consumer cpu1"
                              : "busy-spin; next(64)/publish(lo,hi); producer cpu0, consumer cpu1");
 }
 
 template <template <class> class Q, class P>
 void BM_OneToOne_Queue(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   auto q = std::make_unique<Q<P>>(1);
   Flag consumed(0);
   Flag stop(0);
@@ -649,7 +705,7 @@ void BM_OneToOne_Queue(benchmark::State& state) {
   auto drained = [&](int64_t total) { return consumed.get() >= total; };
   drive<Wait::kSpin>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   check(state, "consumer", got.count, got.sum, src.sent.count,
         expected_digest_sum<P>(src.sent));
   state.SetLabel(std::string(Q<P>::kName == std::string("moodycamel_cq")
@@ -713,8 +769,8 @@ void drive_three_to_one(benchmark::State& state, Crew& crew, sluice::Sequence& g
 
 template <class P>
 void BM_ThreeToOne_Sluice(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   using Ring = sluice::RingBuffer<P, sluice::MultiProducerSequencer>;
   auto wait = sluice::make_yielding_wait_strategy();
   Ring ring(kCapacity, *wait);
@@ -741,17 +797,18 @@ void BM_ThreeToOne_Sluice(benchmark::State& state) {
   auto drained = [&](int64_t total) { return consumer.sequence().get() >= total - 1; };
   drive_three_to_one(state, crew, go, stop, sources, produce_share, drained);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   const Tally all = sources.total();
   check(state, "consumer", handler.got.count, handler.got.sum, all.count,
         expected_digest_sum<P>(all));
+  handler.report(state);
   state.SetLabel("yield; 4 threads on 2 CPUs: P0,P2 cpu0; P1,C cpu1; MultiProducerSequencer");
 }
 
 template <template <class> class Q, class P>
 void BM_ThreeToOne_Queue(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   auto q = std::make_unique<Q<P>>(kProducers);
   Flag consumed(0);
   Flag go(0);
@@ -774,7 +831,7 @@ void BM_ThreeToOne_Queue(benchmark::State& state) {
   auto drained = [&](int64_t total) { return consumed.get() >= total; };
   drive_three_to_one(state, crew, go, stop, sources, produce_share, drained);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   const Tally all = sources.total();
   check(state, "consumer", got.count, got.sum, all.count, expected_digest_sum<P>(all));
   state.SetLabel(std::string("yield; 4 threads on 2 CPUs: P0,P2 cpu0; P1,C cpu1") +
@@ -828,8 +885,8 @@ enum class Shape { kPipeline, kMulticast, kDiamond };
 
 template <Shape kShape>
 void BM_OneToThree_Sluice(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   using Ring = sluice::RingBuffer<Event32>;
   auto wait = sluice::make_yielding_wait_strategy();
   Ring ring(kCapacity, *wait);
@@ -864,7 +921,7 @@ void BM_OneToThree_Sluice(benchmark::State& state) {
     auto drained = [&](int64_t total) { return c.sequence().get() >= total - 1; };
     drive<Wait::kYield>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
     crew.stop();
-    placement.finish(state);
+    conditions.finish(state);
     // C sums 3 * (value + 1).
     if (check(state, "A", ha.count, 0, sent.count, 0) &&
         check(state, "B", hb.count, 0, sent.count, 0)) {
@@ -894,7 +951,7 @@ void BM_OneToThree_Sluice(benchmark::State& state) {
     };
     drive<Wait::kYield>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
     crew.stop();
-    placement.finish(state);
+    conditions.finish(state);
     if (check(state, "A", ha.got.count, ha.got.sum, sent.count, sent.sum) &&
         check(state, "B", hb.got.count, hb.got.xr, sent.count, sent.xr)) {
       check(state, "C", hc.got.count, hc.got.sum, sent.count, sent.sum);
@@ -919,7 +976,7 @@ void BM_OneToThree_Sluice(benchmark::State& state) {
     auto drained = [&](int64_t total) { return c.sequence().get() >= total - 1; };
     drive<Wait::kYield>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
     crew.stop();
-    placement.finish(state);
+    conditions.finish(state);
     // C sums (value + 1) + 2 * value.
     if (check(state, "A", ha.count, 0, sent.count, 0) &&
         check(state, "B", hb.count, 0, sent.count, 0)) {
@@ -972,8 +1029,8 @@ void drive_ping_pong(benchmark::State& state, const Crew& crew, RoundTrip&& roun
 }
 
 void BM_PingPong_RawCacheline(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   Line ping;
   Line pong;
   Crew crew([&] { ping.v.store(kStopEcho, std::memory_order_release); });
@@ -984,12 +1041,15 @@ void BM_PingPong_RawCacheline(benchmark::State& state) {
   };
   drive_ping_pong(state, crew, round_trip);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   state.SetLabel("busy-spin; two cache lines, cpu0 <-> cpu1 (placement probe)");
 }
 
+// Read by the echo thread for every event: aligned so that it never shares a line with anything
+// the benchmark thread writes (its stack neighbours, e.g. the round-trip histogram: sharing
+// one cost ~50 ns per round trip when placed near).
 template <class P>
-struct Echo {
+struct alignas(2 * sluice::kCacheLineSize) Echo {
   sluice::RingBuffer<P>* out;
   void on_event(const P& e, int64_t /*sequence*/, bool /*end_of_batch*/) noexcept {
     const int64_t s = out->next();
@@ -1000,8 +1060,8 @@ struct Echo {
 
 template <class P>
 void BM_PingPong_Sluice(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   auto wait = sluice::make_busy_spin_wait_strategy();
   sluice::RingBuffer<P> ping(kCapacity, *wait);
   sluice::RingBuffer<P> pong(kCapacity, *wait);
@@ -1026,14 +1086,14 @@ void BM_PingPong_Sluice(benchmark::State& state) {
   };
   drive_ping_pong(state, crew, round_trip);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   state.SetLabel("busy-spin; ping ring -> BatchEventProcessor echo -> pong ring");
 }
 
 template <template <class> class Q, class P>
 void BM_PingPong_Queue(benchmark::State& state) {
-  Placement placement;
-  if (!placement.start(state)) return;
+  Conditions conditions;
+  if (!conditions.start(state)) return;
   auto ping = std::make_unique<Q<P>>(1);
   auto pong = std::make_unique<Q<P>>(1);
   Flag stop(0);
@@ -1064,7 +1124,7 @@ void BM_PingPong_Queue(benchmark::State& state) {
   };
   drive_ping_pong(state, crew, round_trip);
   crew.stop();
-  placement.finish(state);
+  conditions.finish(state);
   state.SetLabel("busy-spin; cpu0 <-> cpu1");
 }
 

@@ -2,15 +2,22 @@
 """Summarizes a ring_buffer_bench JSON file (Google Benchmark, per-repetition data) as markdown.
 
 Usage:
-  perf/summarize_bench.py RESULTS.json [--probe-before PROBE.json] [--probe-after PROBE.json]
-                          [--busy-before PCT] [--foreign-cpu SECONDS --wall SECONDS]
+  perf/summarize_bench.py RESULTS.json [MORE.json ...] [--probe-before PROBE.json]
+                          [--probe-after PROBE.json] [--busy-before PCT]
+                          [--foreign-cpu SECONDS --wall SECONDS]
+
+Several RESULTS files (runs of the same binary) are pooled: their repetitions are summarized
+together, which on a shared machine collects enough undisturbed near and far repetitions.
 
 Benchmarks are named Topology/impl/payload[/yield]. Every repetition of every benchmark carries
-the counters cl_rtt_before_ns / cl_rtt_after_ns: a cache-line round trip between the two CPUs
-measured just before and just after it. This host places its two vCPUs "near" (round trip
-~60-130 ns) or "far" (~360-510 ns) and changes that while a run is in progress, so each
-repetition is classified near, far or mixed (the two probes disagree), and the tables give the
-median over all repetitions and over the near and far ones separately.
+the counters cl_rtt_before_ns / cl_rtt_after_ns (a cache-line round trip between the two CPUs
+measured just before and just after it) and foreign_cpu_pct (the share of the machine's CPU
+time that went to other processes or the hypervisor meanwhile). This host places its two vCPUs
+"near" (round trip ~60-130 ns) or "far" (~360-510 ns) and changes that while a run is in
+progress, and other work may share the two CPUs. So each repetition is classified: disturbed
+(foreign_cpu_pct above --max-foreign, default 5%), else near, far or mixed (the two probes
+disagree). The tables give the median over all repetitions and over the undisturbed near and
+undisturbed far ones separately.
 
 Prints:
   - throughput benchmarks: median / min / max of items_per_second (M items/s) over all
@@ -40,6 +47,7 @@ TOPOLOGIES = ["OneToOne", "ThreeToOne", "OneToThreePipeline", "OneToThreeMultica
 IMPLS = ["sluice", "sluice_batch64", "raw_cacheline", "boost_spsc", "boost_queue",
          "moodycamel_rwq", "moodycamel_cq", "mutex_deque"]
 GROUPS = ("all", "near", "far")
+MIN_GROUP = 3  # repetitions a near / far median needs before ratios and targets use it
 
 
 def load(path):
@@ -78,7 +86,13 @@ def classify(ns):
     return "unclear"
 
 
+MAX_FOREIGN_PCT = 5.0
+
+
 def run_placement(run):
+    """near / far / mixed / unclear / unknown, or "disturbed" if other work shared the CPUs."""
+    if run.get("foreign_cpu_pct", 0.0) > MAX_FOREIGN_PCT:
+        return "disturbed"
     before = classify(run.get("cl_rtt_before_ns"))
     after = classify(run.get("cl_rtt_after_ns"))
     if before == after:
@@ -86,10 +100,10 @@ def run_placement(run):
     return "mixed"
 
 
-def collect(doc):
+def collect(*docs):
     """name -> {"runs": [per-repetition dicts], "errors": [messages]}, in canonical order."""
     out = {}
-    for b in doc.get("benchmarks", []):
+    for b in (b for doc in docs for b in doc.get("benchmarks", [])):
         if b.get("run_type") == "aggregate":
             continue
         name = base_name(b.get("run_name", b["name"]))
@@ -151,29 +165,38 @@ def probe_p50(path):
 
 
 def main():
+    global MAX_FOREIGN_PCT
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results")
+    ap.add_argument("results", nargs="+")
     ap.add_argument("--probe-before")
     ap.add_argument("--probe-after")
     ap.add_argument("--busy-before", type=float, help="%% of the CPUs busy just before the run")
     ap.add_argument("--foreign-cpu", type=float,
                     help="CPU-seconds other processes used during the run")
     ap.add_argument("--wall", type=float, help="wall-clock seconds of the run")
+    ap.add_argument("--max-foreign", type=float, default=MAX_FOREIGN_PCT,
+                    help="a repetition during which other work used more than this %% of the "
+                         "CPU time is disturbed (default %(default)s)")
     args = ap.parse_args()
+    MAX_FOREIGN_PCT = args.max_foreign
 
-    doc = load(args.results)
-    ctx = doc.get("context", {})
-    runs = collect(doc)
+    docs = [load(path) for path in args.results]
+    ctx = docs[0].get("context", {})
+    runs = collect(*docs)
 
-    # Medians per benchmark and placement group: items/s, and the ping-pong p50.
+    # Medians per benchmark and placement group: items/s, and the ping-pong p50. Ratios and
+    # targets use a near or far median only when at least MIN_GROUP repetitions make it.
+    def group_median(xs, g):
+        return median(xs) if g == "all" or len(xs) >= MIN_GROUP else None
+
     ips = {g: {} for g in GROUPS}
     p50 = {g: {} for g in GROUPS}
     for name, e in runs.items():
         for g in GROUPS:
-            ips[g][name] = median(values(e, "items_per_second", g))
+            ips[g][name] = group_median(values(e, "items_per_second", g), g)
             if is_latency(name):
-                p50[g][name] = median(values(e, "rtt_p50_ns", g))
+                p50[g][name] = group_median(values(e, "rtt_p50_ns", g), g)
 
     def peers(name, table):
         """Medians of the non-sluice implementations of the same topology and payload."""
@@ -181,6 +204,9 @@ def main():
         return {split_name(o)[1]: v for o, v in table.items()
                 if v is not None and split_name(o)[0] == topo and split_name(o)[2] == rest
                 and not is_sluice(split_name(o)[1]) and split_name(o)[1] != "raw_cacheline"}
+
+    def table_all(table):
+        return ips["all"] if table in ips.values() else p50["all"]
 
     def vs_boost(name, table):
         ps = peers(name, table)
@@ -190,16 +216,20 @@ def main():
         ps = peers(name, table)
         if not ps:
             return None, None
+        if set(ps) != set(peers(name, table_all(table))):
+            return None, None  # a peer lacks enough repetitions in this group: no "best" to name
         pick = min if lower_is_better else max
         best_name, best = pick(ps.items(), key=lambda kv: kv[1])
         return ratio(table.get(name), best), best_name
 
     # Header.
     reps = max((len(e["runs"]) + len(e["errors"]) for e in runs.values()), default=0)
-    print(f"### ring_buffer_bench: {ctx.get('date', '?')}")
+    dates = ", ".join(d.get("context", {}).get("date", "?") for d in docs)
+    print(f"### ring_buffer_bench: {dates}")
     print()
-    print(f"- `{ctx.get('executable', '?')}` on {ctx.get('num_cpus', '?')} CPUs, {reps} repetitions "
-          f"(random interleaving), clock: {ctx.get('clock', '?')}")
+    pooled = f" pooled from {len(docs)} runs" if len(docs) > 1 else ""
+    print(f"- `{ctx.get('executable', '?')}` on {ctx.get('num_cpus', '?')} CPUs, {reps} repetitions"
+          f"{pooled} (random interleaving), clock: {ctx.get('clock', '?')}")
     print(f"- capacity {ctx.get('ring_capacity', '?')} slots everywhere; items per iteration "
           f"{ctx.get('items_per_iteration', '?')} (ThreeToOne "
           f"{ctx.get('three_to_one_items_per_iteration', '?')}); ping-pong round trips per iteration "
@@ -224,15 +254,16 @@ def main():
             counts[k] = counts.get(k, 0) + 1
     before, after = probe_p50(args.probe_before), probe_p50(args.probe_after)
     print()
-    print(f"**Core placement** (cache-line round trip p50; near <= {NEAR_MAX_NS:.0f} ns, "
+    print(f"**Conditions** (placement by the cache-line round trip p50: near <= {NEAR_MAX_NS:.0f} ns, "
           f"far >= {FAR_MIN_NS:.0f} ns)")
     print()
     if args.probe_before or args.probe_after:
         print(f"- probe before the run: {fmt(before, 0)} ns -> {classify(before)}; "
               f"after: {fmt(after, 0)} ns -> {classify(after)}")
     if counts:
-        print("- repetitions by placement (probes just before and after each): "
-              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        print(f"- repetitions by conditions (disturbed: other work took more than "
+              f"{MAX_FOREIGN_PCT:g}% of the CPU time; else placement by the probes just before "
+              "and after each): " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     raw = values(runs.get(PROBE, {"runs": []}), "rtt_p50_ns")
     if raw:
         print(f"- PingPong/raw_cacheline p50 over its repetitions: {fmt(min(raw), 0)}-"
@@ -240,8 +271,10 @@ def main():
 
     # Throughput.
     print()
-    print("**Throughput**, M items/s (near / far: medians of the repetitions that ran entirely "
-          "under that placement, n = count); ratios are of medians: all (near / far)")
+    print("**Throughput**, M items/s (median/min/max over all repetitions; near / far: medians "
+          "of the undisturbed repetitions that ran entirely under that placement, n = count); "
+          f"ratios are of medians: all (near / far; a near or far ratio needs n >= {MIN_GROUP} "
+          "on both sides)")
     print()
     print("| benchmark | median | min | max | near (n) | far (n) | sluice ÷ boost | "
           "sluice ÷ best peer |")
@@ -269,7 +302,7 @@ def main():
     # Latency.
     print()
     print("**PingPong round trip**, ns (medians over repetitions of each repetition's percentile); "
-          "ratios of p50 medians, lower is better: all (near / far)")
+          f"ratios of p50 medians, lower is better: all (near / far, n >= {MIN_GROUP})")
     print()
     print("| benchmark | p50 | p99 | p99.9 | p50 near (n) | p50 far (n) | ÷ raw_cacheline | "
           "÷ boost_spsc | ÷ best peer |")
@@ -302,14 +335,18 @@ def main():
 
     # Targets, overall and per placement.
     print()
-    print("**Targets** (all repetitions; near; far)")
+    print("**Targets** (all repetitions; undisturbed near; undisturbed far)")
     print()
 
     def verdicts(test):
         out = []
         for g in GROUPS:
             value, ok = test(g)
-            out.append(f"{g} {value} {'MET' if ok else 'MISSED' if ok is not None else 'n/a'}")
+            if ok is None:
+                out.append(f"{g} n/a" + (f" (fewer than {MIN_GROUP} undisturbed repetitions)"
+                                         if g != "all" else ""))
+            else:
+                out.append(f"{g} {value} {'MET' if ok else 'MISSED'}")
         return "; ".join(out)
 
     one = "OneToOne/sluice/8B"
