@@ -26,8 +26,8 @@
 //             Names without it run exactly two threads, pinned to CPU 0 and CPU 1, busy-spinning.
 //
 // Method:
-//   - Every queue and ring holds kCapacity = 64Ki slots (moodycamel_cq with three producers:
-//     one sub-queue per producer, primed to 64Ki/3 each; see MoodycamelCq).
+//   - Every queue and ring holds kCapacity = 64Ki slots (moodycamel_cq: 64Ki items in total
+//     across its per-producer sub-queues; see MoodycamelCq).
 //   - The benchmark's own thread is the (first) producer, pinned to CPU 0; the consumer is
 //     pinned to CPU 1; extra threads alternate CPU 0 / CPU 1.
 //   - Each benchmark run builds its queue and threads, then pushes kWarmupItems (or
@@ -497,37 +497,39 @@ class MoodycamelRwq {
   moodycamel::ReaderWriterQueue<P> q_;
 };
 
-// ConcurrentQueue keeps one sub-queue per producer token. Its non-allocating try_enqueue can only
-// use as many blocks as the token's block index holds (32 blocks = 1024 items when new), so each
-// token is primed with one allocating enqueue pass of its share of kCapacity and drained again:
-// afterwards try_enqueue has that capacity (the index rounds up to a power of two of 32-item
-// blocks, so with three producers the total is 64Ki-96Ki) and never allocates.
-template <class P>
-class MoodycamelCq {
+// ConcurrentQueue keeps one sub-queue per producer token, built from 32-item blocks that a
+// token keeps once it has taken them from the queue's pool. With a plain pool of kCapacity / 32
+// blocks, whichever producer runs first can take every block and starve the others for good
+// (try_enqueue never allocates), so each sub-queue is capped instead (MAX_SUBQUEUE_SIZE =
+// kCapacity / producers) and the pool sized for all of them: together they hold kCapacity items
+// (65536 for one producer, 3 x 21856 for three; checked with try_enqueue on an empty queue).
+template <size_t kSubqueue>
+struct CqTraits : moodycamel::ConcurrentQueueDefaultTraits {
+  static const size_t MAX_SUBQUEUE_SIZE = kSubqueue;
+};
+
+template <class P, int kProducerCount>
+class MoodycamelCqN {
  public:
   static constexpr const char* kName = "moodycamel_cq";
-  explicit MoodycamelCq(int producers)
-      : q_(static_cast<size_t>(kCapacity), static_cast<size_t>(producers), 0) {
+  static constexpr size_t kBlock = moodycamel::ConcurrentQueueDefaultTraits::BLOCK_SIZE;
+  static constexpr size_t kSubqueue =
+      (static_cast<size_t>(kCapacity / kProducerCount) + kBlock - 1) / kBlock * kBlock;
+  using Queue = moodycamel::ConcurrentQueue<P, CqTraits<kSubqueue>>;
+
+  explicit MoodycamelCqN(int producers) : q_(kSubqueue, kProducerCount, 0) {
     tokens_.reserve(static_cast<size_t>(producers));
-    const int64_t share = kCapacity / producers;
-    for (int i = 0; i < producers; ++i) {
-      tokens_.emplace_back(q_);
-      for (int64_t k = 0; k < share; ++k) q_.enqueue(tokens_.back(), P{});
-    }
-    moodycamel::ConsumerToken drain(q_);
-    P buf[kBulk];
-    while (q_.try_dequeue_bulk(drain, buf, kBulk) > 0) {
-    }
+    for (int i = 0; i < producers; ++i) tokens_.emplace_back(q_);
   }
 
   struct Producer {
-    moodycamel::ConcurrentQueue<P>* q;
+    Queue* q;
     moodycamel::ProducerToken* token;
     bool try_push(const P& p) { return q->try_enqueue(*token, p); }
   };
   struct Consumer {
-    explicit Consumer(moodycamel::ConcurrentQueue<P>& queue) : q(&queue), token(queue) {}
-    moodycamel::ConcurrentQueue<P>* q;
+    explicit Consumer(Queue& queue) : q(&queue), token(queue) {}
+    Queue* q;
     moodycamel::ConsumerToken token;
     P buf[kBulk];
     template <class F>
@@ -541,9 +543,13 @@ class MoodycamelCq {
   Consumer consumer() { return Consumer(q_); }
 
  private:
-  moodycamel::ConcurrentQueue<P> q_;
+  Queue q_;
   std::vector<moodycamel::ProducerToken> tokens_;
 };
+template <class P>
+using MoodycamelCq = MoodycamelCqN<P, 1>;
+template <class P>
+using MoodycamelCq3 = MoodycamelCqN<P, kProducers>;
 
 template <class P>
 class MutexDeque {
@@ -583,14 +589,26 @@ class MutexDeque {
   std::deque<P> items_;
 };
 
-// Pushes the source's next n items (retrying while full).
+// Pushes the source's next n items, retrying while the queue is full; gives up (false) if one
+// push keeps failing for kTimeoutNs, which the consumer's count then reports as lost items.
 template <Wait W, class P, class Producer>
-void push_items(Producer& producer, int64_t n, Source& src) {
+bool push_items(Producer& producer, int64_t n, Source& src) {
   for (int64_t i = 0; i < n; ++i) {
     P item;
     fill(item, src.take());
-    while (!producer.try_push(item)) pause_once<W>();
+    int64_t deadline = 0;
+    for (uint32_t fails = 1; !producer.try_push(item); ++fails) {
+      pause_once<W>();
+      if ((fails & 0xFFFF) != 0) continue;
+      const int64_t now = sluice::now_ns();
+      if (deadline == 0) {
+        deadline = now + kTimeoutNs;
+      } else if (now > deadline) {
+        return false;
+      }
+    }
   }
+  return true;
 }
 
 // A queue consumer's loop: takes items until `stop` is set and the queue is empty. Reports its
@@ -701,7 +719,7 @@ void BM_OneToOne_Queue(benchmark::State& state) {
 
   auto producer = q->producer(0);
   Source src;
-  auto produce = [&](int64_t n) { push_items<Wait::kSpin, P>(producer, n, src); };
+  auto produce = [&](int64_t n) { (void)push_items<Wait::kSpin, P>(producer, n, src); };
   auto drained = [&](int64_t total) { return consumed.get() >= total; };
   drive<Wait::kSpin>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
   crew.stop();
@@ -826,7 +844,7 @@ void BM_ThreeToOne_Queue(benchmark::State& state) {
   for (int p = 0; p < kProducers; ++p) producers.push_back(q->producer(p));
   auto produce_share = [&](int64_t n, Source& src) {
     const auto p = static_cast<size_t>(&src - sources.src);
-    push_items<Wait::kYield, P>(producers[p], n, src);
+    (void)push_items<Wait::kYield, P>(producers[p], n, src);
   };
   auto drained = [&](int64_t total) { return consumed.get() >= total; };
   drive_three_to_one(state, crew, go, stop, sources, produce_share, drained);
@@ -1151,7 +1169,7 @@ void register_three_to_one() {
   const std::string pl = "/" + payload_name<P>();
   add("ThreeToOne/sluice" + pl + "/yield", BM_ThreeToOne_Sluice<P>);
   add("ThreeToOne/boost_queue" + pl + "/yield", BM_ThreeToOne_Queue<BoostQueue, P>);
-  add("ThreeToOne/moodycamel_cq" + pl + "/yield", BM_ThreeToOne_Queue<MoodycamelCq, P>);
+  add("ThreeToOne/moodycamel_cq" + pl + "/yield", BM_ThreeToOne_Queue<MoodycamelCq3, P>);
   add("ThreeToOne/mutex_deque" + pl + "/yield", BM_ThreeToOne_Queue<MutexDeque, P>);
 }
 

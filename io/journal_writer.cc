@@ -168,13 +168,12 @@ absl::Status JournalWriter::recover() {
   fd_ = ::open(segment_path_.c_str(), O_RDWR | O_CLOEXEC);
   if (fd_ < 0) return io_error(errno, "open", segment_path_);
   end_offset_ = tail.data_end;
+  // The open segment keeps the size its header says (it may have been made under another
+  // configuration); segments created from now on take the configured size.
+  segment_capacity_ = std::max<uint64_t>(tail.header.segment_size, end_offset_);
   // A segment cut short (a crash or a copy) gets its preallocation back.
-  if (fallocate(fd_, 0, 0, static_cast<off_t>(options_.segment_size)) != 0) {
+  if (fallocate(fd_, 0, 0, static_cast<off_t>(segment_capacity_)) != 0) {
     return io_error(errno, "preallocate", segment_path_);
-  }
-  if (tail.header.segment_size != options_.segment_size) {
-    // The segment was made with another size: appending follows its header's size.
-    options_.segment_size = std::max<uint64_t>(tail.header.segment_size, end_offset_);
   }
   return absl::OkStatus();
 }
@@ -207,6 +206,7 @@ absl::Status JournalWriter::open_segment(uint64_t first_sequence) {
   if (fd_ >= 0) ::close(fd_);
   fd_ = fd;
   segment_path_ = path;
+  segment_capacity_ = options_.segment_size;
   end_offset_ = kSegmentHeaderSize;
   return absl::OkStatus();
 }
@@ -236,7 +236,7 @@ AppendResult JournalWriter::append(const RecordMeta& meta,
     return AppendResult::kFailed;
   }
   const size_t size = record_size(frame.size());
-  if (roll_needed_ || end_offset_ + size > options_.segment_size) {
+  if (roll_needed_ || end_offset_ + size > segment_capacity_) {
     // The record goes to a new segment; a batch never spans two files.
     if (open_.size > 0 || !idle()) {
       roll_needed_ = true;

@@ -137,6 +137,7 @@ class JournalWriter {
   int fd_ = -1;
   std::string segment_path_;
   uint64_t end_offset_ = 0;  // in the open segment, after every appended record
+  uint64_t segment_capacity_ = 0;  // the open segment's size (its header's)
   bool roll_needed_ = false;
 
   std::unique_ptr<std::byte[], void (*)(void*)> buffers_{nullptr, nullptr};

@@ -340,3 +340,35 @@ TEST(JournalWriterCrash, SigkillLeavesAGapFreePrefixWithEverythingDurable) {
 
 }  // namespace
 }  // namespace sluice::journal
+
+namespace sluice::journal {
+namespace {
+
+// A journal written with one segment size and reopened with another: the open segment is
+// filled to its own header's size, and the segments made after it take the new size.
+TEST(JournalWriterReopen, ATailSegmentKeepsItsOwnSizeAndNewSegmentsTakeTheConfiguredOne) {
+  TempDir dir;
+  {
+    auto w = JournalWriter::open(WriterOptions{.dir = dir.path(), .segment_size = 64 * 1024});
+    ASSERT_TRUE(w.ok());
+    append_range(**w, 1, 100);
+    ASSERT_TRUE((*w)->close().ok());
+  }
+  auto w = JournalWriter::open(WriterOptions{.dir = dir.path(), .segment_size = 256 * 1024});
+  ASSERT_TRUE(w.ok()) << w.status();
+  append_range(**w, 101, 5000);
+  ASSERT_TRUE((*w)->close().ok());
+  auto scan = scan_journal(dir.path());
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  ASSERT_GE(scan->segments.size(), 3u);
+  EXPECT_EQ(scan->segments[0].header.segment_size, 64u * 1024);
+  EXPECT_LE(scan->segments[0].data_end, 64u * 1024);
+  EXPECT_GT(scan->segments[0].data_end, 60u * 1024);  // it was filled, not abandoned early
+  for (size_t i = 1; i < scan->segments.size(); ++i) {
+    EXPECT_EQ(scan->segments[i].header.segment_size, 256u * 1024) << "segment " << i;
+  }
+  expect_journal_holds(dir.path(), 5000);
+}
+
+}  // namespace
+}  // namespace sluice::journal
