@@ -19,6 +19,11 @@
 
 namespace sluice {
 
+// InputEvent::flags bits.
+// The shards snapshot their state right after handling this event (the snapshot barrier:
+// every shard reads every slot, so all of them snapshot as of the same sequence).
+inline constexpr uint8_t kInputSnapshotAfter = 1u << 0;
+
 struct alignas(kCacheLineSize) InputEvent {
   // Journaled with the frame.
   int64_t sequence = 0;    // journal sequence: 1-based, gap-free
@@ -28,7 +33,7 @@ struct alignas(kCacheLineSize) InputEvent {
   int64_t receive_ticks = 0;   // core/clock now_ticks() at receive, for latency
   uint32_t connection_id = 0;  // where the DECISION goes
   uint16_t frame_length = 0;
-  uint8_t flags = 0;
+  uint8_t flags = 0;  // kInput* bits
   uint8_t reserved = 0;
   std::array<std::byte, wire::kMaxFrameSize> frame;
 
