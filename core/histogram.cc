@@ -17,8 +17,7 @@ namespace {
 // Smallest bucket count that reaches `highest`: the last bucket ends just below
 // 2^(kSubBucketHalfCountMagnitude + bucket_count), so that power must exceed highest.
 int buckets_needed(int64_t highest) {
-  const int width = std::bit_width(static_cast<uint64_t>(highest));
-  return std::max(1, width - Histogram::kSubBucketHalfCountMagnitude);
+  return static_cast<int>(Histogram::counts_length(highest) / Histogram::kSubBucketHalfCount) - 1;
 }
 
 // The percentile level after `level` in HdrHistogram's percentile iteration: the distance to

@@ -92,6 +92,23 @@ class Histogram {
 
   int64_t highest_trackable() const noexcept { return highest_; }
   int bucket_count() const noexcept { return bucket_count_; }
+
+  // The flat counts layout, for histograms kept elsewhere (core/shared_histogram.h): the
+  // number of counters a histogram of range `highest` holds, the counter a value goes to, and
+  // the lowest value that counter holds (so record(value_from_index(i)) lands in counter i).
+  static constexpr size_t counts_length(int64_t highest) noexcept {
+    const int width = std::bit_width(static_cast<uint64_t>(
+        highest < kLowestHighestTrackable ? kLowestHighestTrackable : highest));
+    const int buckets = width - kSubBucketHalfCountMagnitude < 1
+                            ? 1
+                            : width - kSubBucketHalfCountMagnitude;
+    return static_cast<size_t>((buckets + 1) * kSubBucketHalfCount);
+  }
+  static int64_t index_of(int64_t v) noexcept {
+    const int bucket = bucket_index(v);
+    return (static_cast<int64_t>(bucket) << kSubBucketHalfCountMagnitude) + (v >> bucket);
+  }
+  static int64_t value_from_index(int64_t index) noexcept;
   int64_t sub_bucket_count() const noexcept { return kSubBucketCount; }
   // Bytes owned by this object, including the counts array. Constant over its lifetime.
   size_t memory_footprint() const noexcept {
@@ -120,11 +137,6 @@ class Histogram {
     return (64 - kSubBucketCountMagnitude) -
            std::countl_zero(static_cast<uint64_t>(v) | static_cast<uint64_t>(kSubBucketCount - 1));
   }
-  static int64_t index_of(int64_t v) noexcept {
-    const int bucket = bucket_index(v);
-    return (static_cast<int64_t>(bucket) << kSubBucketHalfCountMagnitude) + (v >> bucket);
-  }
-  static int64_t value_from_index(int64_t index) noexcept;
   static int64_t median_equivalent(int64_t v) noexcept;
   // Index one past the last bucket that can hold a recorded value; bounds the query walks.
   int64_t used_index_end() const noexcept { return total_ == 0 ? 0 : index_of(max_) + 1; }

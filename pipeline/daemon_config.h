@@ -1,0 +1,75 @@
+// DaemonConfig: everything sluiced runs with, from built-in defaults, a TOML file and flags
+// (in that order of precedence, lowest first). docs/daemon.md lists every key.
+//
+// The defaults run on a 2-core laptop: the network agent and the journal on one thread, the
+// shards on the other, backoff idling, durability batch.
+//
+// Thread safety: plain values.
+#ifndef SLUICE_PIPELINE_DAEMON_CONFIG_H_
+#define SLUICE_PIPELINE_DAEMON_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "core/idle_strategy.h"
+#include "io/journal_writer.h"
+#include "pipeline/processor.h"
+
+namespace sluice {
+
+struct DaemonConfig {
+  std::string data_dir = "./sluice-data";
+
+  // [network]
+  std::string listen = "127.0.0.1:7700";       // binary TCP, and UDP on the same port
+  std::string text_listen = "127.0.0.1:7701";  // text TCP; empty: off
+  bool udp = true;
+  int64_t max_connections = 1024;
+  int64_t max_output_bytes = 4 << 20;      // per connection: past it the reader is dropped
+  int64_t max_in_flight = 65536;           // per connection: events published but unanswered
+
+  // [metrics]
+  std::string metrics_listen;  // loopback HTTP for Prometheus; empty: off
+
+  // [journal]
+  journal::Durability durability = journal::Durability::kBatch;
+  int64_t segment_size = 128 << 20;
+  int64_t max_batch_bytes = 1 << 20;
+
+  // [engine]
+  uint32_t shards = 1;
+  int64_t input_ring_size = 16384;   // slots, a power of two
+  int64_t output_ring_size = 16384;  // slots per shard, a power of two
+  std::vector<int> cpus;  // pins threads in order: network+journal, then shards; empty: no pins
+  IdleKind idle = IdleKind::kBackoff;
+  // Threads for the shards: 1 puts every shard on one thread (the 2-core default); more
+  // spreads them round-robin. 0: one thread per shard.
+  uint32_t shard_threads = 1;
+
+  // [snapshots]
+  int64_t snapshot_every_events = 1'000'000;  // 0: off
+  int64_t snapshot_interval_s = 60;           // 0: off
+  int64_t snapshots_keep = 3;
+
+  // [processors]: SPEC 2's thresholds and which processors run.
+  ProcessorConfig processors;
+
+  std::string log_level = "info";
+};
+
+// Reads `path` over `base`: keys present in the file replace base's values. Unknown keys, wrong
+// types and bad values are errors naming the file and the key ("config sluice.toml: key
+// journal.durability: expected none, batch or sync, got \"fast\"").
+absl::StatusOr<DaemonConfig> load_config_file(const std::string& path, DaemonConfig base);
+
+// Checks ranges and combinations; the error names the key (as in the file).
+absl::Status validate(const DaemonConfig& config);
+
+// One line a setting, for the start-up log and `sluiced --print-config`, in TOML.
+std::string to_toml(const DaemonConfig& config);
+
+}  // namespace sluice
+
+#endif  // SLUICE_PIPELINE_DAEMON_CONFIG_H_
