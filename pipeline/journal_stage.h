@@ -6,6 +6,10 @@
 // written() and durable() (the journal's, translated to ring sequences), so shards can gate on
 // durable() when the durability mode is sync and never act on an event that is not on disk.
 //
+// Optionally it counts (JournalCounters, placeable in the stats file) and records, for every
+// event, the time from its receipt by ingest (InputEvent::receive_ticks) to the moment the
+// journal reported it durable (a SharedHistogram), when a histogram is given.
+//
 // A writer failure ends the stage with an exception that names the file and offset (its runner
 // reports it up); the ring then stops draining, ingest sees it full and stops reading sockets,
 // and the daemon refuses new input rather than lose it.
@@ -15,31 +19,55 @@
 #ifndef SLUICE_PIPELINE_JOURNAL_STAGE_H_
 #define SLUICE_PIPELINE_JOURNAL_STAGE_H_
 
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "core/clock.h"
+#include "core/counter.h"
 #include "core/input_event.h"
 #include "core/ring_buffer.h"
 #include "core/sequence.h"
 #include "core/sequence_barrier.h"
+#include "core/shared_histogram.h"
 #include "io/journal_writer.h"
 #include "pipeline/agent.h"
 
 namespace sluice {
 
+// The journal stage's statistics (single writer: the stage's thread).
+struct JournalCounters {
+  static constexpr std::array<std::string_view, 4> kFieldNames = {
+      "events_total", "written_sequence", "durable_sequence", "failed"};
+  Counter events;            // records handed to the writer
+  Counter written_sequence;  // journal sequence, as JournalWriter::written()
+  Counter durable_sequence;  // journal sequence, as JournalWriter::durable()
+  Counter failed;            // 1 once the writer failed
+};
+
 template <typename SequencerT = SingleProducerSequencer>
 class JournalStage final : public Agent {
  public:
   // The first slot the ring will carry must hold writer.next_sequence().
+  // `counters` and `durable_latency` may be null (then the stage keeps its own counters and
+  // records no latency).
   JournalStage(RingBuffer<InputEvent, SequencerT>& ring, journal::JournalWriter& writer,
-               std::vector<const Sequence*> dependents = {})
+               std::vector<const Sequence*> dependents = {}, JournalCounters* counters = nullptr,
+               SharedHistogram* durable_latency = nullptr)
       : ring_(ring),
         writer_(writer),
         barrier_(ring.sequencer(), std::move(dependents)),
-        base_(writer.next_sequence()) {}
+        base_(writer.next_sequence()),
+        counters_(counters != nullptr ? counters : &own_counters_),
+        durable_latency_(durable_latency) {
+    if (durable_latency_ != nullptr) receive_ticks_.assign(kTicksCapacity, 0);
+  }
+
+  const JournalCounters& counters() const noexcept { return *counters_; }
 
   std::string_view name() const override { return "journal"; }
 
@@ -62,15 +90,22 @@ class JournalStage final : public Agent {
           journal::RecordMeta{e.sequence, e.ingest_ns, e.client_id}, e.frame_bytes());
       if (r == journal::AppendResult::kFull) break;  // the open batch is full: next pass
       if (r == journal::AppendResult::kFailed) break;
+      if (durable_latency_ != nullptr) {
+        receive_ticks_[static_cast<size_t>(e.sequence) & (kTicksCapacity - 1)] = e.receive_ticks;
+      }
     }
     if (s > next_) {
+      counters_->events.add(s - next_);
       work += static_cast<int>(s - next_);
       next_ = s;
       copied_.set(s - 1);
       work += writer_.poll();  // start the batch now if the disk is idle
     }
     publish_progress();
-    if (writer_.failed()) throw std::runtime_error(std::string(writer_.status().message()));
+    if (writer_.failed()) {
+      counters_->failed.set(1);
+      throw std::runtime_error(std::string(writer_.status().message()));
+    }
     return work;
   }
 
@@ -84,9 +119,28 @@ class JournalStage final : public Agent {
   void publish_progress() noexcept {
     // Single writer for both: a plain release store when the value moved.
     const int64_t written = writer_.written().get() - base_;
-    if (written != written_.get()) written_.set(written);
+    if (written != written_.get()) {
+      written_.set(written);
+      counters_->written_sequence.set(written + base_);
+    }
     const int64_t durable = writer_.durable().get() - base_;
-    if (durable != durable_.get()) durable_.set(durable);
+    if (durable != durable_.get()) {
+      record_durable(durable_.get() + base_ + 1, durable + base_);
+      durable_.set(durable);
+      counters_->durable_sequence.set(durable + base_);
+    }
+  }
+
+  // Journal sequences [from, to] just became durable. Events older than the ticks window (a
+  // batch larger than kTicksCapacity events) go unrecorded rather than read a reused entry.
+  void record_durable(int64_t from, int64_t to) noexcept {
+    if (durable_latency_ == nullptr || to < from) return;
+    const int64_t now = now_ticks();
+    from = std::max(from, to - static_cast<int64_t>(kTicksCapacity) + 1);
+    for (int64_t s = from; s <= to; ++s) {
+      const int64_t ticks = receive_ticks_[static_cast<size_t>(s) & (kTicksCapacity - 1)];
+      if (ticks != 0) durable_latency_->record(ticks_to_ns(now) - ticks_to_ns(ticks));
+    }
   }
 
   RingBuffer<InputEvent, SequencerT>& ring_;
@@ -97,6 +151,13 @@ class JournalStage final : public Agent {
   Sequence copied_;
   Sequence written_;
   Sequence durable_;
+  JournalCounters own_counters_;
+  JournalCounters* const counters_;
+  SharedHistogram* const durable_latency_;
+  // receive_ticks of the events between copied and durable, by journal sequence: two full
+  // batches of the smallest records fit (2 MiB / 40 bytes), more than the writer ever holds.
+  static constexpr size_t kTicksCapacity = size_t{1} << 16;
+  std::vector<int64_t> receive_ticks_;
 };
 
 }  // namespace sluice

@@ -20,8 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/journal_format.h"
-
-extern char** environ;
+#include "tests/tools/tool_run.h"
 
 namespace sluice::journal {
 namespace {
@@ -33,18 +32,8 @@ using ::testing::StartsWith;
 constexpr uint64_t kSegmentSize = 4096;
 constexpr int64_t kIngestBase = 1'700'000'000'000'000'000;  // 2023-11-14T22:13:20Z
 
-struct ToolRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::read_file;
+using testing::ToolRun;
 
 // ---- A journal of TRANSACTION / ORDER / WATERMARK records, built by hand ---------------------
 
@@ -134,33 +123,7 @@ class SluiceJournalCli : public ::testing::Test {
 
   // Runs `sluice args...`, stdout and stderr into files.
   ToolRun run(const std::vector<std::string>& args) {
-    const std::string out_path = root_ + "/stdout";
-    const std::string err_path = root_ + "/stderr";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ToolRun r;
-    r.exit_code = spawn_and_wait(args, &actions);
-    posix_spawn_file_actions_destroy(&actions);
-    r.out = read_file(out_path);
-    r.err = read_file(err_path);
-    return r;
-  }
-
-  static int spawn_and_wait(const std::vector<std::string>& args,
-                            const posix_spawn_file_actions_t* actions) {
-    std::vector<std::string> argv_strings = {SLUICE_TOOL_PATH};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    pid_t pid = 0;
-    if (posix_spawn(&pid, SLUICE_TOOL_PATH, actions, nullptr, argv.data(), environ) != 0) return -1;
-    int status = 0;
-    if (::waitpid(pid, &status, 0) != pid) return -1;
-    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-    return WEXITSTATUS(status);
+    return testing::run_tool(SLUICE_TOOL_PATH, args, root_);
   }
 
   std::string root_;
