@@ -47,6 +47,9 @@ void IdleStrategy::idle() noexcept {
       } else if (yields_ < config_.max_yields) {
         ++yields_;
         sched_yield();
+      } else if (config_.parker != nullptr) {
+        config_.parker->park(park_ns_);
+        park_ns_ = std::min(park_ns_ * 2, config_.max_park_ns);
       } else {
         timespec ts{static_cast<time_t>(park_ns_ / 1'000'000'000),
                     static_cast<long>(park_ns_ % 1'000'000'000)};

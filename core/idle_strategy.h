@@ -21,6 +21,16 @@ enum class IdleKind : uint8_t {
   kBackoff,   // spin, then yield, then sleep with doubling periods up to a bound
 };
 
+// Where a backoff strategy parks once spinning and yielding gave nothing: by default a
+// nanosleep of the current park period; a Parker can instead block until the work it waits for
+// arrives (a futex doorbell, an io_uring wait), returning early when woken.
+class Parker {
+ public:
+  virtual ~Parker() = default;
+  // Parks for at most `max_ns`; may return earlier (woken, or work already there).
+  virtual void park(int64_t max_ns) noexcept = 0;
+};
+
 struct IdleConfig {
   IdleKind kind = IdleKind::kBackoff;
   // kBackoff: this many idle passes spin, the next max_yields yield, the rest sleep.
@@ -28,6 +38,7 @@ struct IdleConfig {
   uint32_t max_yields = 50;
   int64_t min_park_ns = 1'000;
   int64_t max_park_ns = 1'000'000;
+  Parker* parker = nullptr;  // kBackoff's park; null: nanosleep. Not owned; outlives the strategy.
 };
 
 // Parses "busy", "yield" or "backoff" (the --idle flag).

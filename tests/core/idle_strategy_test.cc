@@ -1,6 +1,7 @@
 #include "core/idle_strategy.h"
 
 #include <chrono>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -48,6 +49,28 @@ TEST(IdleStrategy, WorkResetsTheBackoffToItsShortestPark) {
   EXPECT_EQ(idle.next_park_ns(), 16'000);  // bounded
   idle.idle(1);
   EXPECT_EQ(idle.next_park_ns(), 1'000);
+}
+
+}  // namespace
+}  // namespace sluice
+
+namespace sluice {
+namespace {
+
+struct RecordingParker final : Parker {
+  std::vector<int64_t> parks;
+  void park(int64_t max_ns) noexcept override { parks.push_back(max_ns); }
+};
+
+TEST(IdleStrategy, BackoffParksThroughTheParkerWithGrowingPeriods) {
+  RecordingParker parker;
+  IdleStrategy idle(IdleConfig{.kind = IdleKind::kBackoff, .max_spins = 2, .max_yields = 1,
+                               .min_park_ns = 1000, .max_park_ns = 4000, .parker = &parker});
+  for (int i = 0; i < 7; ++i) idle.idle();
+  EXPECT_EQ(parker.parks, (std::vector<int64_t>{1000, 2000, 4000, 4000}));
+  idle.idle(1);  // work resets the backoff
+  for (int i = 0; i < 4; ++i) idle.idle();
+  EXPECT_EQ(parker.parks.back(), 1000);
 }
 
 }  // namespace

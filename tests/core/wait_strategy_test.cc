@@ -109,3 +109,55 @@ INSTANTIATE_TEST_SUITE_P(AllKinds, IdleWaitStrategyTest,
 
 }  // namespace
 }  // namespace sluice
+
+#include "core/doorbell.h"
+
+namespace sluice {
+namespace {
+
+// A sleeper parked on an empty "queue" wakes for one ring, every time, over many rounds: no
+// lost wake-up whichever side wins the race.
+TEST(Doorbell, NoLostWakeUpOverManyRounds) {
+  Doorbell bell;
+  std::atomic<int64_t> produced{0};
+  constexpr int64_t kRounds = 20'000;
+  int64_t timeouts = 0;
+  std::thread sleeper([&] {
+    int64_t seen = 0;
+    while (seen < kRounds) {
+      if (produced.load(std::memory_order_acquire) > seen) {
+        ++seen;
+        continue;
+      }
+      const uint32_t ticket = bell.prepare();
+      if (produced.load(std::memory_order_acquire) > seen) {
+        bell.cancel();
+        continue;
+      }
+      // Only a lost wake-up can sleep through the whole (long) timeout.
+      if (!bell.wait(ticket, 10'000'000'000)) ++timeouts;
+    }
+  });
+  for (int64_t i = 1; i <= kRounds; ++i) {
+    produced.store(i, std::memory_order_release);
+    bell.ring();
+    if (i % 64 == 0) std::this_thread::yield();
+  }
+  sleeper.join();
+  EXPECT_EQ(timeouts, 0);
+  EXPECT_EQ(bell.sleepers(), 0);
+}
+
+TEST(Doorbell, WaitTimesOutWithoutARing) {
+  Doorbell bell;
+  const uint32_t ticket = bell.prepare();
+  EXPECT_FALSE(bell.wait(ticket, 2'000'000));  // 2 ms, nobody rings
+  EXPECT_EQ(bell.sleepers(), 0);
+  // A ring between prepare and wait is not lost: the wait returns at once, as woken.
+  const uint32_t second = bell.prepare();
+  bell.ring();
+  EXPECT_TRUE(bell.wait(second, 10'000'000'000));
+}
+
+}  // namespace
+}  // namespace sluice
