@@ -40,6 +40,10 @@ struct ProcessorConfig {
 // key.
 absl::Status validate(const ProcessorConfig& config);
 
+// A 64-bit fingerprint of every field of the config (and of the state layout version), stored in
+// snapshots so that state built under other thresholds is never restored into this config.
+uint64_t config_fingerprint(const ProcessorConfig& config);
+
 // One answered TRANSACTION or ORDER, with what the decisions file and the DECISION frame need.
 struct DecisionRecord {
   int64_t seq = 0;           // journal sequence (0: not journaled)
