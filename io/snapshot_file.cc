@@ -94,7 +94,7 @@ absl::Status prune(const std::string& dir, uint32_t index, uint32_t count, int k
 }
 
 absl::StatusOr<std::unique_ptr<MappedSnapshot>> MappedSnapshot::open(const std::string& path,
-                                                                      bool verify_body) {
+                                                                     bool verify_body) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_error(errno, "open", path);
   struct stat st;

@@ -97,9 +97,9 @@ absl::StatusOr<Header> verify(std::span<const std::byte> file) {
   if (!h.ok()) return h;
   const uint64_t have = file.size() - kHeaderSize;
   if (have != h->body_length) {
-    return absl::DataLossError(absl::StrCat(have < h->body_length ? "truncated: " : "too long: ",
-                                            "body is ", have, " bytes, header says ",
-                                            h->body_length));
+    return absl::DataLossError(
+        absl::StrCat(have < h->body_length ? "truncated: " : "too long: ", "body is ", have,
+                     " bytes, header says ", h->body_length));
   }
   if (crc32c(file.data() + kHeaderSize, have) != h->body_crc) {
     return absl::DataLossError("body CRC mismatch");

@@ -55,9 +55,7 @@ struct Header {
   uint64_t clients = 0;
   uint32_t body_crc = 0;
 
-  uint64_t entries() const {
-    return history_entries + positions + rate_entries + timers + clients;
-  }
+  uint64_t entries() const { return history_entries + positions + rate_entries + timers + clients; }
 };
 
 // Writes the header (computing its CRC). REQUIRES: out.size() >= kHeaderSize.

@@ -63,9 +63,8 @@ void SnapshotWriter::pool(ImageBuffer b) {
   free_.push_back(b);
   if (free_.size() > options_.max_pooled_buffers) {
     // Drop the smallest: state grows, and big buffers serve small images too.
-    auto smallest = std::min_element(free_.begin(), free_.end(), [](auto& a, auto& c) {
-      return a.capacity < c.capacity;
-    });
+    auto smallest = std::min_element(free_.begin(), free_.end(),
+                                     [](auto& a, auto& c) { return a.capacity < c.capacity; });
     free_buffer(*smallest);
     free_.erase(smallest);
   }

@@ -39,8 +39,8 @@ struct ImageBuffer {
 };
 
 struct WriterOptions {
-  std::string dir;   // created if missing
-  int keep = 3;      // snapshots kept per shard (shard index and count)
+  std::string dir;  // created if missing
+  int keep = 3;     // snapshots kept per shard (shard index and count)
   size_t max_pooled_buffers = 4;
 };
 
@@ -92,8 +92,8 @@ class SnapshotWriter {
   const WriterOptions options_;
   std::mutex io_mu_;  // one file write at a time (the thread's or write_now's)
   std::mutex mu_;
-  std::condition_variable wake_;   // the thread waits here for jobs
-  std::condition_variable idle_;   // flush waits here
+  std::condition_variable wake_;  // the thread waits here for jobs
+  std::condition_variable idle_;  // flush waits here
   std::deque<Job> jobs_;
   size_t prepare_bytes_ = 0;
   bool busy_ = false;

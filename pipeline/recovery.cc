@@ -74,11 +74,11 @@ bool try_set(const RecoveryOptions& o, int64_t seq, uint32_t count,
   journal::Record rec;
   const journal::ReadResult r = reader.next(&rec);
   if (r != journal::ReadResult::kRecord || rec.sequence != seq) {
-    out.warnings.push_back(absl::StrCat(
-        "snapshot set at sequence ", seq, ": the journal ",
-        r == journal::ReadResult::kRecord ? absl::StrCat("has no sequence ", seq)
-                                          : std::string("ends before it"),
-        ": not used"));
+    out.warnings.push_back(absl::StrCat("snapshot set at sequence ", seq, ": the journal ",
+                                        r == journal::ReadResult::kRecord
+                                            ? absl::StrCat("has no sequence ", seq)
+                                            : std::string("ends before it"),
+                                        ": not used"));
     return false;
   }
   std::vector<std::unique_ptr<Shard>> shards = make_shards(o, count, sink);

@@ -60,8 +60,8 @@ struct Recovered {
   int64_t last_sequence = 0;                   // of the journal (the state is as of it)
   int64_t replayed_events = 0;
   bool torn_tail = false;
-  double load_seconds = 0;    // choosing, checking and restoring snapshots
-  double replay_seconds = 0;  // the journal tail
+  double load_seconds = 0;            // choosing, checking and restoring snapshots
+  double replay_seconds = 0;          // the journal tail
   std::vector<std::string> warnings;  // snapshots not used, and why
 
   ClientTable client_table() const { return shards.front()->client_table(); }

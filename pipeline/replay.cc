@@ -72,7 +72,8 @@ class CsvWriter {
     buffer_.append(tmp, end);
   }
   void flush_buffer() {
-    if (!buffer_.empty() && std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) {
+    if (!buffer_.empty() &&
+        std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) {
       error_ = true;
     }
     buffer_.clear();

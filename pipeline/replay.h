@@ -38,21 +38,21 @@ struct ReplayOptions {
 };
 
 struct ReplayResult {
-  int64_t events = 0;         // journal records read (after the snapshot, if one was used)
+  int64_t events = 0;           // journal records read (after the snapshot, if one was used)
   int64_t reported_events = 0;  // of those, within [from, to]
   int64_t first_sequence = 0;
   int64_t last_sequence = 0;
-  int64_t decisions = 0;  // reported
-  int64_t alerts = 0;     // reported
-  int64_t verdicts[6] = {};      // reported decisions by verdict code
+  int64_t decisions = 0;           // reported
+  int64_t alerts = 0;              // reported
+  int64_t verdicts[6] = {};        // reported decisions by verdict code
   int64_t alerts_by_rule[7] = {};  // reported alerts by rule code
-  DecisionDigest digest;  // of the reported decisions
+  DecisionDigest digest;           // of the reported decisions
   double seconds = 0;
   bool torn_tail = false;
-  uint32_t shards = 0;               // shards run
-  int64_t snapshot_sequence = 0;     // the snapshot set started from (0: none)
+  uint32_t shards = 0;            // shards run
+  int64_t snapshot_sequence = 0;  // the snapshot set started from (0: none)
   std::vector<std::string> snapshot_files;
-  double snapshot_load_seconds = 0;  // included in seconds
+  double snapshot_load_seconds = 0;   // included in seconds
   std::vector<std::string> warnings;  // snapshots not used, and why
   double events_per_second() const { return seconds > 0 ? events / seconds : 0; }
 };

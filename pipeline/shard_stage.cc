@@ -14,7 +14,9 @@ constexpr int64_t kPrefetchDistance = 4;
 
 int64_t ticks_duration_ns(int64_t ticks) { return ticks_to_ns(ticks) - ticks_to_ns(0); }
 
-snapshot::Header header_of(const Shard& shard, int64_t sequence) {
+}  // namespace
+
+snapshot::Header snapshot_header(const Shard& shard, int64_t sequence) {
   const ShardStateCounts c = shard.state_counts();
   snapshot::Header h;
   h.shard_index = shard.index();
@@ -32,7 +34,16 @@ snapshot::Header header_of(const Shard& shard, int64_t sequence) {
   return h;
 }
 
-}  // namespace
+absl::Status write_snapshot(Shard& shard, snapshot::SnapshotWriter& writer) {
+  StateCapture& c = shard.capture();
+  if (c.active()) return absl::FailedPreconditionError("a capture is in progress");
+  const snapshot::ImageBuffer buffer = writer.acquire(c.image_bytes());
+  c.begin(buffer.data, buffer.capacity);
+  c.finish();
+  const size_t size = c.take().second;
+  c.take_work_ticks();
+  return writer.write_now(snapshot_header(shard, shard.last_sequence()), buffer, size);
+}
 
 void ShardStage::OutputSink::on_decision(const DecisionRecord& d) {
   int64_t hi = 0;
@@ -113,9 +124,7 @@ ShardStage::~ShardStage() {
   }
 }
 
-void ShardStage::record_stall(int64_t ns) {
-  stall_ns_ = std::max(stall_ns_, ns);
-}
+void ShardStage::record_stall(int64_t ns) { stall_ns_ = std::max(stall_ns_, ns); }
 
 void ShardStage::hand_over_if_complete() {
   StateCapture& c = shard_.capture();
@@ -146,7 +155,7 @@ void ShardStage::begin_snapshot(int64_t sequence) {
   }
   const size_t bytes = c.image_bytes();
   buffer_ = writer_->acquire(bytes);
-  header_ = header_of(shard_, sequence);
+  header_ = snapshot_header(shard_, sequence);
   c.begin(buffer_.data, buffer_.capacity);
   capturing_ = true;
   stall_ns_ = 0;
@@ -213,13 +222,7 @@ absl::Status ShardStage::snapshot_now() {
   if (absl::Status s = writer_->flush(); !s.ok()) return s;
   const int64_t sequence = shard_.last_sequence();
   if (sequence <= 0 || sequence == last_snapshot_sequence_) return absl::OkStatus();
-  StateCapture& c = shard_.capture();
-  const snapshot::ImageBuffer buffer = writer_->acquire(c.image_bytes());
-  c.begin(buffer.data, buffer.capacity);
-  c.finish();
-  const size_t size = c.take().second;
-  c.take_work_ticks();
-  absl::Status s = writer_->write_now(header_of(shard_, sequence), buffer, size);
+  absl::Status s = write_snapshot(shard_, *writer_);
   if (s.ok()) {
     last_snapshot_sequence_ = sequence;
     counters_->snapshots_taken.add();

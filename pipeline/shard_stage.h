@@ -49,23 +49,30 @@ namespace sluice {
 // A shard stage's statistics: plain single-writer counters (core/counter.h), standard layout, so
 // the engine can place the struct in the mapped stats file.
 struct ShardCounters {
-  Counter events;                   // input events handled
-  Counter last_sequence;            // journal sequence of the last one
+  Counter events;         // input events handled
+  Counter last_sequence;  // journal sequence of the last one
   Counter decisions;
   Counter decisions_by_verdict[6];  // [wire::Verdict]
   Counter alerts;
-  Counter alerts_by_rule[7];        // [wire::Rule]; [0] unused
-  Counter output_full_stalls;       // passes that stopped because the output ring had no room
-  Counter snapshots_taken;          // images completed and handed to the writer
-  Counter snapshots_forced;         // barriers that found the previous capture unfinished
-  Counter snapshot_stall_ns_last;   // max ns of snapshot work in one pass, last snapshot
-  Counter snapshot_stall_ns_max;    // the same, over all snapshots
-  Counter snapshot_cow_chunks;      // chunks copied because a write landed in them
+  Counter alerts_by_rule[7];       // [wire::Rule]; [0] unused
+  Counter output_full_stalls;      // passes that stopped because the output ring had no room
+  Counter snapshots_taken;         // images completed and handed to the writer
+  Counter snapshots_forced;        // barriers that found the previous capture unfinished
+  Counter snapshot_stall_ns_last;  // max ns of snapshot work in one pass, last snapshot
+  Counter snapshot_stall_ns_max;   // the same, over all snapshots
+  Counter snapshot_cow_chunks;     // chunks copied because a write landed in them
 };
 
+// The header of a snapshot of `shard` as of `sequence` (its state must be as of it).
+snapshot::Header snapshot_header(const Shard& shard, int64_t sequence);
+
+// Captures `shard` whole, now, and writes it through `writer` on the calling thread (tests,
+// tools and snapshot_now). REQUIRES: no capture in progress.
+absl::Status write_snapshot(Shard& shard, snapshot::SnapshotWriter& writer);
+
 struct ShardStageOptions {
-  int64_t max_batch = 1024;              // input events per pass
-  int64_t max_batch_snapshotting = 256;  // while a capture runs (bounds copy-on-write per pass)
+  int64_t max_batch = 1024;                 // input events per pass
+  int64_t max_batch_snapshotting = 256;     // while a capture runs (bounds copy-on-write per pass)
   size_t snapshot_slice_bytes = 256 << 10;  // copied per pass while a capture runs
 };
 
@@ -126,8 +133,8 @@ class ShardStage final : public Agent {
   const ShardStageOptions options_;
   const std::string name_;
   OutputSink sink_;
-  int64_t next_ = 0;       // next input ring sequence to handle
-  int64_t out_room_ = 0;   // output slots known free
+  int64_t next_ = 0;        // next input ring sequence to handle
+  int64_t out_room_ = 0;    // output slots known free
   int64_t published_ = -1;  // highest output sequence published
   Sequence sequence_;
 

@@ -82,10 +82,11 @@ int run(const ReplayArgs& args) {
     std::printf("no usable snapshot at or before sequence %lld: replaying from the start\n",
                 static_cast<long long>(args.from - 1));
   }
-  std::printf("replayed %lld events (sequences %lld..%lld) with %u shard%s in %.3f s: %.0f events/s\n",
-              static_cast<long long>(r.events), static_cast<long long>(r.first_sequence),
-              static_cast<long long>(r.last_sequence), r.shards, r.shards == 1 ? "" : "s",
-              r.seconds, r.events_per_second());
+  std::printf(
+      "replayed %lld events (sequences %lld..%lld) with %u shard%s in %.3f s: %.0f events/s\n",
+      static_cast<long long>(r.events), static_cast<long long>(r.first_sequence),
+      static_cast<long long>(r.last_sequence), r.shards, r.shards == 1 ? "" : "s", r.seconds,
+      r.events_per_second());
   std::string verdicts;
   for (int v = 0; v < 6; ++v) {
     if (r.verdicts[v] == 0) continue;
@@ -102,7 +103,8 @@ int run(const ReplayArgs& args) {
   std::printf("decisions %lld (%s); alerts %lld (%s)\n", static_cast<long long>(r.decisions),
               verdicts.empty() ? "none" : verdicts.c_str(), static_cast<long long>(r.alerts),
               alerts.empty() ? "none" : alerts.c_str());
-  if (r.torn_tail) std::printf("note: the journal ends in a torn tail (a crash cut its last record)\n");
+  if (r.torn_tail)
+    std::printf("note: the journal ends in a torn tail (a crash cut its last record)\n");
   std::printf("digest %s\n", r.digest.hex().c_str());
   return kExitOk;
 }
@@ -115,16 +117,18 @@ void add_replay_command(CLI::App& app, CommandAction* action) {
       "replay", "run the processors over a journal and print events/s and a decisions digest");
   replay->add_option("DIR", args->dir, "journal directory (or a data directory holding journal/)")
       ->required();
-  replay->add_option("--from", args->from,
-                     "first sequence to report (state comes from the newest snapshot set before "
-                     "it, or from the start)")
+  replay
+      ->add_option("--from", args->from,
+                   "first sequence to report (state comes from the newest snapshot set before "
+                   "it, or from the start)")
       ->check(CLI::PositiveNumber);
   replay->add_option("--to", args->to, "last sequence to replay")->check(CLI::PositiveNumber);
   replay->add_option("--decisions-out", args->decisions_out,
                      "write the decisions as CSV (" + std::string(kDecisionsCsvHeader) + ")");
-  replay->add_option("--shards", args->shards,
-                     "shards to run (decisions do not depend on it; default: the snapshot set's, "
-                     "else 1)")
+  replay
+      ->add_option("--shards", args->shards,
+                   "shards to run (decisions do not depend on it; default: the snapshot set's, "
+                   "else 1)")
       ->check(CLI::Range(1, 1024));
   replay->add_flag("--no-snapshots", args->no_snapshots,
                    "replay from the journal's start even when DIR/snapshots has a usable set");
