@@ -288,7 +288,7 @@ TEST_F(RecoveryTest, SigkillWhileWritingSnapshotsNeverLeavesAPartialFileInUse) {
   testing::append_journal(journal_, events);
   std::mt19937_64 rng(12);
   int used_snapshot = 0, cut_mid_write = 0;
-  const int rounds = 12;
+  const int rounds = 20;
   for (int round = 0; round < rounds; ++round) {
     const pid_t pid = ::fork();
     ASSERT_GE(pid, 0);
@@ -305,13 +305,13 @@ TEST_F(RecoveryTest, SigkillWhileWritingSnapshotsNeverLeavesAPartialFileInUse) {
           s->on_event(static_cast<int64_t>(k + 1), events[k].client_id, 0, events[k].frame);
         ignore.decisions.clear();
         ignore.alerts.clear();
-        if ((k + 1) % 2'000 == 0) {
+        if (k + 1 >= 10'000 && (k + 1) % 500 == 0) {
           for (auto& s : shards) (void)write_snapshot(*s, **writer);
         }
       }
       ::_exit(0);
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 150'000));
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 80'000));
     ::kill(pid, SIGKILL);
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
