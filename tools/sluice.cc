@@ -7,6 +7,7 @@
 #include "tools/command.h"
 #include "tools/journal_command.h"
 #include "tools/replay_command.h"
+#include "tools/snapshot_command.h"
 
 namespace {
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   sluice::tools::CommandAction action;
   sluice::tools::add_journal_command(app, &action);
   sluice::tools::add_replay_command(app, &action);
+  sluice::tools::add_snapshot_command(app, &action);
 
   try {
     app.parse(argc, argv);
