@@ -288,6 +288,10 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
   }
 }
 
+// How far behind the front of a timer FIFO to look when prefetching: about as many timers fire
+// per event as events arrive, so this is roughly the event prefetch distance.
+constexpr size_t kTimerPrefetchAhead = 4;
+
 void Shard::prefetch(std::span<const std::byte> frame) const noexcept {
   if (frame.size() < wire::kHeaderSize + wire::kTransactionPayload) return;
   const uint8_t type = wire::load<uint8_t>(frame.data() + 2);
@@ -296,11 +300,18 @@ void Shard::prefetch(std::span<const std::byte> frame) const noexcept {
   if (account == 0 || shard_of(account, count_) != index_) return;
   if (type == static_cast<uint8_t>(wire::FrameType::kTransaction)) {
     __builtin_prefetch(fraud_.history().table().home_slot(account));
+    // The timers about to fire evict other accounts: their slots are the other likely misses.
+    if (const uint64_t k = fraud_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
+      __builtin_prefetch(fraud_.history().table().home_slot(k));
+    }
   } else if (type == static_cast<uint8_t>(wire::FrameType::kOrder) &&
              frame.size() >= wire::kHeaderSize + wire::kOrderPayload) {
     const uint32_t instrument = wire::load<uint32_t>(frame.data() + wire::kHeaderSize + 32);
     __builtin_prefetch(risk_.positions().home_slot(account, instrument));
     __builtin_prefetch(risk_.accepted().table().home_slot(account));
+    if (const uint64_t k = risk_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
+      __builtin_prefetch(risk_.accepted().table().home_slot(k));
+    }
   }
 }
 
