@@ -39,7 +39,9 @@ constexpr int64_t kReplayEvents = 10'000'000;
 
 class CountingSink final : public DecisionSink {
  public:
-  void on_decision(const DecisionRecord& d) override { verdicts_ += static_cast<int64_t>(d.verdict); }
+  void on_decision(const DecisionRecord& d) override {
+    verdicts_ += static_cast<int64_t>(d.verdict);
+  }
   void on_alert(const AlertRecord&) override { ++alerts_; }
   int64_t verdicts_ = 0;
   int64_t alerts_ = 0;
@@ -78,11 +80,11 @@ void BM_Processor(benchmark::State& state, bench::Mix mix, bool prefetch) {
   benchmark::DoNotOptimize(sink.verdicts_);
   state.SetItemsProcessed(state.iterations() * kBatchEvents);
   const ShardStateCounts c = shard->state_counts();
-  state.counters["accounts_in_state"] = static_cast<double>(
-      mix == bench::Mix::kFraud ? c.accounts : c.positions / 2);
+  state.counters["accounts_in_state"] =
+      static_cast<double>(mix == bench::Mix::kFraud ? c.accounts : c.positions / 2);
   state.counters["alerts_per_event"] =
-      static_cast<double>(sink.alerts_) / static_cast<double>(state.iterations() * kBatchEvents +
-                                                              bench::warmup_events(accounts));
+      static_cast<double>(sink.alerts_) /
+      static_cast<double>(state.iterations() * kBatchEvents + bench::warmup_events(accounts));
 }
 
 void BM_Generate(benchmark::State& state) {
@@ -192,22 +194,51 @@ void BM_JournalReadOnly(benchmark::State& state) {
 }
 
 void accounts3(benchmark::internal::Benchmark* b) {
-  b->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+  b->Arg(10'000)
+      ->Arg(1'000'000)
+      ->Arg(10'000'000)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(3);
 }
 
-BENCHMARK(BM_Generate)->Name("Generate")->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-BENCHMARK_CAPTURE(BM_Processor, fraud, bench::Mix::kFraud, true)->Name("Processor/fraud")->Apply(accounts3);
-BENCHMARK_CAPTURE(BM_Processor, risk, bench::Mix::kRisk, true)->Name("Processor/risk")->Apply(accounts3);
+BENCHMARK(BM_Generate)
+    ->Name("Generate")
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+BENCHMARK_CAPTURE(BM_Processor, fraud, bench::Mix::kFraud, true)
+    ->Name("Processor/fraud")
+    ->Apply(accounts3);
+BENCHMARK_CAPTURE(BM_Processor, risk, bench::Mix::kRisk, true)
+    ->Name("Processor/risk")
+    ->Apply(accounts3);
 BENCHMARK_CAPTURE(BM_Processor, fraud_np, bench::Mix::kFraud, false)
     ->Name("Processor/fraud/noprefetch")
-    ->Arg(1'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+    ->Arg(1'000'000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 BENCHMARK_CAPTURE(BM_Processor, risk_np, bench::Mix::kRisk, false)
     ->Name("Processor/risk/noprefetch")
-    ->Arg(1'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-BENCHMARK(BM_JournalReadOnly)->Name("JournalReadOnly")->Arg(10'000)->Arg(1'000'000)
-    ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
-BENCHMARK(BM_Replay)->Name("Replay")->Arg(10'000)->Arg(1'000'000)
-    ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
+    ->Arg(1'000'000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
+BENCHMARK(BM_JournalReadOnly)
+    ->Name("JournalReadOnly")
+    ->Arg(10'000)
+    ->Arg(1'000'000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK(BM_Replay)
+    ->Name("Replay")
+    ->Arg(10'000)
+    ->Arg(1'000'000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 
 }  // namespace
 }  // namespace sluice

@@ -141,8 +141,7 @@ void BM_SnapshotRestore(benchmark::State& state) {
     state.SkipWithError(std::string(s.message()).c_str());
     return;
   }
-  const std::string path =
-      f.dir + "/" + snapshot::file_name({0, 1, f.shard->last_sequence()});
+  const std::string path = f.dir + "/" + snapshot::file_name({0, 1, f.shard->last_sequence()});
   for (auto _ : state) {
     NullSink sink;
     const int64_t start = now_ns();
@@ -200,7 +199,8 @@ void BM_SnapshotStall(benchmark::State& state) {
     }
     const double capture_ms = ms_since(start);
     state.SetIterationTime(static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e9);
-    state.counters["stall_max_us"] = static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e3;
+    state.counters["stall_max_us"] =
+        static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e3;
     state.counters["capture_ms"] = capture_ms;
     state.counters["passes"] = static_cast<double>(passes);
     state.counters["cow_chunks"] = static_cast<double>(counters.snapshot_cow_chunks.get());
@@ -217,8 +217,8 @@ void BM_Recovery(benchmark::State& state) {
   if (!built) {
     std::filesystem::remove_all(root);
     std::filesystem::create_directories(root + "/snapshots");
-    auto w = journal::JournalWriter::open(journal::WriterOptions{
-        .dir = root + "/journal", .durability = journal::Durability::kNone});
+    auto w = journal::JournalWriter::open(
+        journal::WriterOptions{.dir = root + "/journal", .durability = journal::Durability::kNone});
     auto writer = snapshot::SnapshotWriter::start({.dir = root + "/snapshots"});
     if (!w.ok() || !writer.ok()) {
       state.SkipWithError("cannot create the journal or the snapshot directory");
@@ -245,9 +245,8 @@ void BM_Recovery(benchmark::State& state) {
   }
   for (auto _ : state) {
     const int64_t start = now_ns();
-    auto r = recover(RecoveryOptions{.snapshot_dir = root + "/snapshots",
-                                     .journal_dir = root + "/journal",
-                                     .shards = 1});
+    auto r = recover(RecoveryOptions{
+        .snapshot_dir = root + "/snapshots", .journal_dir = root + "/journal", .shards = 1});
     state.SetIterationTime(static_cast<double>(now_ns() - start) / 1e9);
     if (!r.ok() || r->snapshot_sequence != kSnapshotAt || r->last_sequence != kJournal) {
       state.SkipWithError("recovery did not use the snapshot or stopped early");
@@ -255,20 +254,39 @@ void BM_Recovery(benchmark::State& state) {
     }
     state.counters["load_ms"] = r->load_seconds * 1e3;
     state.counters["tail_ms"] = r->replay_seconds * 1e3;
-    state.counters["tail_events_per_s"] = static_cast<double>(r->replayed_events) / r->replay_seconds;
+    state.counters["tail_events_per_s"] =
+        static_cast<double>(r->replayed_events) / r->replay_seconds;
   }
 }
 
 // Grouped by account count (the state is rebuilt when it changes), so no random interleaving.
 void register_all() {
   for (int64_t a : {1'000'000, 10'000'000}) {
-    benchmark::RegisterBenchmark("SnapshotCapture", BM_SnapshotCapture)->Arg(a)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-    benchmark::RegisterBenchmark("SnapshotWrite", BM_SnapshotWrite)->Arg(a)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-    benchmark::RegisterBenchmark("SnapshotRestore", BM_SnapshotRestore)->Arg(a)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
-    benchmark::RegisterBenchmark("SnapshotStall", BM_SnapshotStall)->Arg(a)->UseManualTime()->Unit(benchmark::kMicrosecond)->Iterations(5);
+    benchmark::RegisterBenchmark("SnapshotCapture", BM_SnapshotCapture)
+        ->Arg(a)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(3);
+    benchmark::RegisterBenchmark("SnapshotWrite", BM_SnapshotWrite)
+        ->Arg(a)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(3);
+    benchmark::RegisterBenchmark("SnapshotRestore", BM_SnapshotRestore)
+        ->Arg(a)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(3);
+    benchmark::RegisterBenchmark("SnapshotStall", BM_SnapshotStall)
+        ->Arg(a)
+        ->UseManualTime()
+        ->Unit(benchmark::kMicrosecond)
+        ->Iterations(5);
   }
   benchmark::RegisterBenchmark("Recovery/1M-accounts/10M-journal/1M-tail", BM_Recovery)
-      ->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(3);
 }
 
 }  // namespace

@@ -126,7 +126,8 @@ void BM_StateStore(benchmark::State& state) {
   auto layout = std::make_unique<Layout>();
   bench::EventGen gen(accounts, bench::Mix::kFraud);
   int64_t sink = 0;
-  for (int64_t i = 0; i < bench::warmup_events(accounts); ++i) sink += layout->on_event(gen.next_raw());
+  for (int64_t i = 0; i < bench::warmup_events(accounts); ++i)
+    sink += layout->on_event(gen.next_raw());
   for (auto _ : state) {
     const int64_t start = now_ns();
     for (int64_t i = 0; i < kBatch; ++i) sink += layout->on_event(gen.next_raw());
@@ -153,10 +154,19 @@ void BM_Generator(benchmark::State& state) {
 }
 
 void args(benchmark::internal::Benchmark* b) {
-  b->Arg(10'000)->Arg(1'000'000)->Arg(10'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+  b->Arg(10'000)
+      ->Arg(1'000'000)
+      ->Arg(10'000'000)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(3);
 }
 
-BENCHMARK(BM_Generator)->Arg(1'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+BENCHMARK(BM_Generator)
+    ->Arg(1'000'000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(3);
 BENCHMARK_TEMPLATE(BM_StateStore, FlatLayout)->Name("StateStore/flat")->Apply(args);
 BENCHMARK_TEMPLATE(BM_StateStore, AbslLayout)->Name("StateStore/absl")->Apply(args);
 

@@ -22,7 +22,9 @@ enum class Mix : uint8_t { kFraud, kRisk, kMixed };
 class EventGen {
  public:
   EventGen(uint64_t accounts, Mix mix, uint64_t seed = 0x5eed)
-      : accounts_(accounts), mix_(mix), rng_(seed | 1),
+      : accounts_(accounts),
+        mix_(mix),
+        rng_(seed | 1),
         step_(static_cast<int64_t>(30'000'000'000 / accounts) + 1) {}
 
   // Writes the next event's frame into out (>= 64 bytes); returns its length.
@@ -36,14 +38,15 @@ class EventGen {
     const bool order = mix_ == Mix::kRisk || (mix_ == Mix::kMixed && (r >> 60) % 2 == 0);
     std::span<std::byte> buf(out, 64);
     if (!order) {
-      return wire::encode(wire::Transaction{.client_seq = seq_,
-                                            .event_time_ns = t,
-                                            .account_id = account,
-                                            .amount_minor = static_cast<int64_t>(1 + (r >> 40) % 10'000),
-                                            .merchant_id = 7,
-                                            .currency = 978,
-                                            .channel = 1},
-                          buf);
+      return wire::encode(
+          wire::Transaction{.client_seq = seq_,
+                            .event_time_ns = t,
+                            .account_id = account,
+                            .amount_minor = static_cast<int64_t>(1 + (r >> 40) % 10'000),
+                            .merchant_id = 7,
+                            .currency = 978,
+                            .channel = 1},
+          buf);
     }
     return wire::encode(wire::Order{.client_seq = seq_,
                                     .event_time_ns = t,

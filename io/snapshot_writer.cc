@@ -99,6 +99,7 @@ void SnapshotWriter::prepare(size_t bytes) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     prepare_bytes_ = std::max(prepare_bytes_, bytes);
+    prepare_wanted_ = std::min(prepare_wanted_ + 1, options_.max_pooled_buffers);
   }
   wake_.notify_one();
 }
@@ -151,7 +152,7 @@ absl::Status SnapshotWriter::write(const Job& job) {
 void SnapshotWriter::run() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    wake_.wait(lock, [&] { return stop_ || !jobs_.empty() || prepare_bytes_ > 0; });
+    wake_.wait(lock, [&] { return stop_ || !jobs_.empty() || prepare_wanted_ > 0; });
     if (!jobs_.empty()) {
       Job job = jobs_.front();
       jobs_.pop_front();
@@ -166,19 +167,23 @@ void SnapshotWriter::run() {
       idle_.notify_all();
       continue;
     }
-    if (prepare_bytes_ > 0) {
+    if (stop_) return;
+    if (prepare_wanted_ > 0) {
+      // One populated buffer per prepare() call not yet covered by the pool.
       const size_t bytes = prepare_bytes_;
-      prepare_bytes_ = 0;
-      bool have = false;
-      for (const ImageBuffer& b : free_) have = have || b.capacity >= bytes;
-      if (have) continue;
+      size_t fit = 0;
+      for (const ImageBuffer& b : free_) fit += b.capacity >= bytes;
+      if (fit >= prepare_wanted_) {
+        prepare_wanted_ = 0;
+        prepare_bytes_ = 0;
+        continue;
+      }
       lock.unlock();
       const ImageBuffer b = allocate(bytes + bytes / 4, true);
       lock.lock();
-      pool(b);
+      free_.push_back(b);
       continue;
     }
-    if (stop_) return;
   }
 }
 

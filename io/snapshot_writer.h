@@ -57,7 +57,8 @@ class SnapshotWriter {
   ImageBuffer acquire(size_t bytes);
   // Returns a buffer that will not be submitted (an abandoned capture).
   void release(ImageBuffer buffer);
-  // Asks the thread to have a populated buffer of at least `bytes` in the pool.
+  // Asks the thread to have one more populated buffer of at least `bytes` in the pool (each
+  // call counts: N shards calling it get N buffers, up to max_pooled_buffers).
   void prepare(size_t bytes);
 
   // Queues `size` bytes of `buffer` (header space first) to be written as `header`'s file.
@@ -95,7 +96,8 @@ class SnapshotWriter {
   std::condition_variable wake_;  // the thread waits here for jobs
   std::condition_variable idle_;  // flush waits here
   std::deque<Job> jobs_;
-  size_t prepare_bytes_ = 0;
+  size_t prepare_bytes_ = 0;   // the largest size asked for since the pool last covered it
+  size_t prepare_wanted_ = 0;  // prepare() calls not yet covered
   bool busy_ = false;
   bool stop_ = false;
   std::vector<ImageBuffer> free_;

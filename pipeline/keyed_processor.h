@@ -45,6 +45,10 @@ class KeyedHistory {
   WindowStats query(int64_t lo, int64_t hi) const { return state_.query(key_, lo, hi); }
   std::span<const Entry> entries() const { return state_.get(key_); }
   void add(const Entry& e) { state_.add(key_, e); }
+  // query(lo, hi), then add(e), with one lookup.
+  WindowStats query_then_add(int64_t lo, int64_t hi, const Entry& e) {
+    return state_.query_then_add(key_, lo, hi, e);
+  }
   void evict(int64_t cutoff) { state_.evict(key_, cutoff); }
 
  private:

@@ -80,9 +80,11 @@ FraudProcessor::FraudProcessor(const ProcessorConfig& config, StateCapture& capt
     : config_(config), history_(capture, "fraud.history"), timers_(capture, "fraud.timers") {}
 
 void FraudProcessor::on_event(EventContext& ctx, const wire::Transaction& t) {
-  auto history = ctx.state(history_);
+  // P is the history before this transaction, which joins it either way (and leaves it once no
+  // future non-late event can see it): one lookup for both.
   const WindowStats stats =
-      history.query(window_start(t.event_time_ns, config_.window_ns), t.event_time_ns);
+      ctx.state(history_).query_then_add(window_start(t.event_time_ns, config_.window_ns),
+                                         t.event_time_ns, TxEntry{t.event_time_ns, t.amount_minor});
   const int64_t p = stats.count;
   if (p + 1 > config_.velocity_max) {
     ctx.emit(Rule::kVelocityExceeded, p + 1, config_.velocity_max);
@@ -100,8 +102,6 @@ void FraudProcessor::on_event(EventContext& ctx, const wire::Transaction& t) {
     }
   }
   ctx.emit(ctx.flags() != 0 ? Verdict::kFlag : Verdict::kAccept);
-  // It joins the history either way, and leaves it once no future non-late event can see it.
-  history.add(TxEntry{t.event_time_ns, t.amount_minor});
   ctx.register_timer(add_saturated(add_saturated(t.event_time_ns, config_.allowed_lateness_ns),
                                    config_.window_ns));
 }
@@ -198,7 +198,12 @@ void Shard::advance(int64_t event_time_ns) {
 
 void Shard::note_client(uint64_t client_id, uint64_t client_seq) {
   if (index_ != 0 || client_id == 0) return;
-  const size_t i = clients_.insert(client_id).first;
+  // Consecutive events mostly come from the same client: skip the probe then.
+  if (client_id != cached_client_) {
+    cached_client_index_ = clients_.insert(client_id).first;
+    cached_client_ = client_id;
+  }
+  const size_t i = cached_client_index_;
   if (clients_.at(i).last_client_seq < client_seq) clients_.mut(i).last_client_seq = client_seq;
 }
 
@@ -328,6 +333,7 @@ ShardStateCounts Shard::state_counts() const {
 }
 
 absl::Status Shard::restore(std::span<const std::byte> image) {
+  cached_client_ = 0;
   StateCapture& capture = store_.capture();
   if (capture.active()) return absl::FailedPreconditionError("a snapshot is being captured");
   auto regions = capture.parse_directory(image);

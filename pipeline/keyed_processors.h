@@ -219,6 +219,10 @@ class Shard {
   FraudProcessor fraud_;
   RiskProcessor risk_;
   ClientTable::Table clients_;
+  // The slot of the client seen last (not state: an index into clients_, valid until it grows,
+  // which only an insert of another client does, and that insert replaces the cache).
+  uint64_t cached_client_ = 0;
+  size_t cached_client_index_ = 0;
 };
 
 }  // namespace sluice

@@ -109,7 +109,9 @@ ShardStage::ShardStage(InputRing& input, std::vector<const Sequence*> dependents
       sink_(output, *counters_) {
   assert(output.size() >= static_cast<int64_t>(kMaxOutputsPerEvent));
   shard_.set_sink(sink_);
-  last_snapshot_sequence_ = shard_.last_sequence();
+  // Have a buffer faulted in before the first barrier: first-touch page faults in a fresh image
+  // would otherwise land on the shard's thread, inside copy-on-write copies.
+  if (writer_ != nullptr) writer_->prepare(shard_.capture().image_bytes());
 }
 
 ShardStage::~ShardStage() {
@@ -133,6 +135,8 @@ void ShardStage::hand_over_if_complete() {
   (void)image;
   writer_->submit(header_, buffer_, size);
   buffer_ = {};
+  // The next snapshot's buffer, faulted in by the writer thread in the meantime.
+  writer_->prepare(size);
   capturing_ = false;
   last_snapshot_sequence_ = header_.sequence;
   counters_->snapshots_taken.add();

@@ -102,7 +102,7 @@ class ShardStage final : public Agent {
 
   // Writes a snapshot of the shard as of the last handled event, synchronously (after the
   // runner stopped: at clean shutdown). Finishes and flushes a capture in progress first; does
-  // nothing if that sequence already has one (or nothing was handled).
+  // nothing if this stage already wrote one at that sequence, or the shard never saw an event.
   absl::Status snapshot_now();
 
  private:

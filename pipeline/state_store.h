@@ -471,20 +471,35 @@ class HistoryState {
 
   // Count (and sum of amounts) of the entries of `key` with lo < time <= hi.
   WindowStats query(uint64_t key, int64_t lo, int64_t hi) const noexcept {
-    WindowStats stats;
     const std::span<const Entry> v = get(key);
-    const Entry* first = std::upper_bound(v.data(), v.data() + v.size(), lo,
-                                          [](int64_t t, const Entry& e) { return t < e.time; });
-    for (const Entry* e = first; e != v.data() + v.size() && e->time <= hi; ++e) {
+    return window(v.data(), v.size(), lo, hi);
+  }
+
+  // Adds `e` after the last entry of `key` with time <= e.time.
+  void add(uint64_t key, const Entry& e) { add_at(table_.insert(key).first, e); }
+
+  // query(key, lo, hi) of the entries before `e`, then add(key, e): one lookup for both.
+  WindowStats query_then_add(uint64_t key, int64_t lo, int64_t hi, const Entry& e) {
+    const size_t i = table_.insert(key).first;
+    const Slot& s = table_.at(i);
+    const WindowStats stats = window(entries_of(s), s.count, lo, hi);
+    add_at(i, e);
+    return stats;
+  }
+
+ private:
+  static WindowStats window(const Entry* v, size_t n, int64_t lo, int64_t hi) noexcept {
+    WindowStats stats;
+    const Entry* first =
+        std::upper_bound(v, v + n, lo, [](int64_t t, const Entry& e) { return t < e.time; });
+    for (const Entry* e = first; e != v + n && e->time <= hi; ++e) {
       ++stats.count;
       if constexpr (requires { e->amount; }) stats.sum += e->amount;
     }
     return stats;
   }
 
-  // Adds `e` after the last entry of `key` with time <= e.time.
-  void add(uint64_t key, const Entry& e) {
-    const size_t i = table_.insert(key).first;
+  void add_at(size_t i, const Entry& e) {
     const Slot& s = table_.at(i);
     const uint32_t n = s.count;
     if (n < kInline) {
@@ -519,6 +534,7 @@ class HistoryState {
     ++meta_.mut(0).entries;
   }
 
+ public:
   // Drops the entries of `key` with time <= cutoff; forgets the key when none is left.
   void evict(uint64_t key, int64_t cutoff) {
     const int64_t found = table_.find_index(key);

@@ -161,6 +161,9 @@ TEST(ShardStage, AFullOutputRingNeitherLosesNorDuplicatesAnswers) {
   }
 }
 
+void check_captures(const std::vector<JournalEvent>& events, const std::string& journal,
+                    const std::string& snapshots, uint32_t shards);
+
 class ShardStageSnapshot : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -177,10 +180,17 @@ class ShardStageSnapshot : public ::testing::Test {
 // of its barrier, and recovery from it must equal a replay from scratch.
 TEST_F(ShardStageSnapshot, CapturesSpreadOverManyPassesHoldTheStateAsOfTheirBarrier) {
   const auto events = testing::random_events(12'000, 22, 400);
-  const std::string journal = root_ + "/journal", snapshots = root_ + "/snapshots";
+  const std::string journal = root_ + "/journal";
   testing::append_journal(journal, events);
+  for (uint32_t shards = 1; shards <= 4; ++shards) {
+    SCOPED_TRACE(absl::StrCat(shards, " shards"));
+    check_captures(events, journal, root_ + "/snapshots-" + std::to_string(shards), shards);
+  }
+}
+
+void check_captures(const std::vector<JournalEvent>& events, const std::string& journal,
+                    const std::string& snapshots, const uint32_t kShards) {
   const std::vector<int64_t> barriers = {3'000, 3'010, 7'777, 11'000};  // 3'010: mid-capture
-  constexpr uint32_t kShards = 2;
 
   auto writer = snapshot::SnapshotWriter::start({.dir = snapshots, .keep = 10});
   ASSERT_TRUE(writer.ok());
@@ -242,7 +252,7 @@ TEST_F(ShardStageSnapshot, CapturesSpreadOverManyPassesHoldTheStateAsOfTheirBarr
     if (!busy) break;
   }
   ASSERT_TRUE((*writer)->flush().ok());
-  EXPECT_GT(passes_while_capturing, 100);
+  EXPECT_GT(passes_while_capturing, 100);  // each capture spans many passes
   for (uint32_t i = 0; i < kShards; ++i) {
     const ShardCounters& c = stages[i]->counters();
     EXPECT_EQ(c.snapshots_taken.get(), static_cast<int64_t>(barriers.size()));
