@@ -1,6 +1,7 @@
 #include "pipeline/keyed_processors.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -36,12 +37,14 @@ absl::Status validate(const ProcessorConfig& c) {
     if (v > 0) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat(key, " must be positive, got ", v));
   };
-  for (auto [v, key] : {std::pair{c.window_ns, "window_ns"}, {c.velocity_max, "velocity_max"},
+  for (auto [v, key] : {std::pair{c.window_ns, "window_ns"},
+                        {c.velocity_max, "velocity_max"},
                         {c.anomaly_multiplier_milli, "anomaly_multiplier_milli"},
                         {c.anomaly_min_history, "anomaly_min_history"},
                         {c.max_order_qty, "max_order_qty"},
                         {c.max_order_notional, "max_order_notional"},
-                        {c.position_limit, "position_limit"}, {c.rate_limit, "rate_limit"},
+                        {c.position_limit, "position_limit"},
+                        {c.rate_limit, "rate_limit"},
                         {c.rate_window_ns, "rate_window_ns"}}) {
     if (absl::Status s = positive(v, key); !s.ok()) return s;
   }
@@ -52,171 +55,177 @@ absl::Status validate(const ProcessorConfig& c) {
   return absl::OkStatus();
 }
 
-void Evaluation::fire(Rule rule, int64_t seq, int64_t event_time_ns, uint64_t account_id,
-                      int64_t value, int64_t threshold) {
-  const auto code = static_cast<uint16_t>(rule);
-  flags |= 1u << (code - 1);
-  if (reason == 0 || code < reason) reason = static_cast<uint8_t>(code);
-  alerts.push_back(AlertRecord{seq, event_time_ns, account_id, rule, value, threshold});
-}
-
-WindowedHistory::Stats WindowedHistory::query(uint64_t key, int64_t lo, int64_t hi) const {
-  Stats stats;
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return stats;
-  const auto& v = it->second;
-  // Sorted by time: the window is one contiguous run.
-  auto first = std::upper_bound(v.begin(), v.end(), lo,
-                                [](int64_t t, const Entry& e) { return t < e.time; });
-  for (auto e = first; e != v.end() && e->time <= hi; ++e) {
-    ++stats.count;
-    stats.sum += e->amount;
+uint64_t config_fingerprint(const ProcessorConfig& c) {
+  // Bump kLayout whenever the meaning of the state changes without a config change.
+  constexpr uint64_t kLayout = 1;
+  uint64_t h = 0x736c756963650001ull ^ kLayout;
+  auto mix = [&h](uint64_t v) {
+    h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+  };
+  for (int64_t v : {c.window_ns, c.velocity_max, c.anomaly_multiplier_milli, c.anomaly_min_history,
+                    c.allowed_lateness_ns, c.max_order_qty, c.max_order_notional, c.position_limit,
+                    c.rate_limit, c.rate_window_ns}) {
+    mix(static_cast<uint64_t>(v));
   }
-  return stats;
+  mix(uint64_t{c.fraud} | uint64_t{c.risk} << 1);
+  return h;
 }
 
-void WindowedHistory::add(uint64_t key, int64_t time, int64_t amount) {
-  auto& v = entries_[key];
-  // After the last entry with time <= this one: equal times keep journal order.
-  auto at = std::upper_bound(v.begin(), v.end(), time,
-                             [](int64_t t, const Entry& e) { return t < e.time; });
-  v.insert(at, Entry{time, amount});
-  ++total_;
-}
+// ---- fraud ------------------------------------------------------------------------------------
 
-void WindowedHistory::evict(uint64_t key, int64_t cutoff) {
-  auto it = entries_.find(key);
-  if (it == entries_.end()) return;
-  auto& v = it->second;
-  auto end = std::upper_bound(v.begin(), v.end(), cutoff,
-                              [](int64_t t, const Entry& e) { return t < e.time; });
-  total_ -= static_cast<size_t>(end - v.begin());
-  v.erase(v.begin(), end);
-  if (v.empty()) entries_.erase(it);
-}
+FraudProcessor::FraudProcessor(const ProcessorConfig& config, StateCapture& capture)
+    : config_(config), history_(capture, "fraud.history"), timers_(capture, "fraud.timers") {}
 
-Evaluation FraudProcessor::on_transaction(int64_t seq, const wire::Transaction& t) {
-  Evaluation ev;
-  const auto stats = history_.query(t.account_id, window_start(t.event_time_ns, config_.window_ns),
-                                    t.event_time_ns);
+void FraudProcessor::on_event(EventContext& ctx, const wire::Transaction& t) {
+  // P is the history before this transaction, which joins it either way (and leaves it once no
+  // future non-late event can see it): one lookup for both.
+  const WindowStats stats =
+      ctx.state(history_).query_then_add(window_start(t.event_time_ns, config_.window_ns),
+                                         t.event_time_ns, TxEntry{t.event_time_ns, t.amount_minor});
   const int64_t p = stats.count;
   if (p + 1 > config_.velocity_max) {
-    ev.fire(Rule::kVelocityExceeded, seq, t.event_time_ns, t.account_id, p + 1,
-            config_.velocity_max);
+    ctx.emit(Rule::kVelocityExceeded, p + 1, config_.velocity_max);
   }
   if (p >= config_.anomaly_min_history) {
-    // x * |P| * 1000 > multiplier * sum(P): the left side fits 128 bits (< 2^63 * 2^63 / 2^53
-    // ... p < 2^53 entries in memory); the right side may not, and then it is the larger.
+    // x * |P| * 1000 > multiplier * sum(P): the left side fits 128 bits (x < 2^63, |P| < 2^40
+    // entries in memory); the right side may not, and then it is the larger.
     const Int128 lhs = static_cast<Int128>(t.amount_minor) * p * 1000;
     Int128 rhs;
-    const bool rhs_overflows =
-        __builtin_mul_overflow(static_cast<Int128>(config_.anomaly_multiplier_milli), stats.sum,
-                               &rhs);
+    const bool rhs_overflows = __builtin_mul_overflow(
+        static_cast<Int128>(config_.anomaly_multiplier_milli), stats.sum, &rhs);
     if (!rhs_overflows && lhs > rhs) {
-      ev.fire(Rule::kAmountAnomaly, seq, t.event_time_ns, t.account_id, t.amount_minor,
-              saturate(rhs / (static_cast<Int128>(p) * 1000)));
+      ctx.emit(Rule::kAmountAnomaly, t.amount_minor,
+               saturate(rhs / (static_cast<Int128>(p) * 1000)));
     }
   }
-  ev.verdict = ev.flags != 0 ? wire::Verdict::kFlag : wire::Verdict::kAccept;
-  // It joins the history either way, and leaves it once no future non-late event can see it.
-  history_.add(t.account_id, t.event_time_ns, t.amount_minor);
-  timers_.add(add_saturated(add_saturated(t.event_time_ns, config_.allowed_lateness_ns),
-                            config_.window_ns),
-              t.account_id);
-  return ev;
+  ctx.emit(ctx.flags() != 0 ? Verdict::kFlag : Verdict::kAccept);
+  ctx.register_timer(add_saturated(add_saturated(t.event_time_ns, config_.allowed_lateness_ns),
+                                   config_.window_ns));
 }
 
-void FraudProcessor::on_watermark(int64_t max_time) {
+void FraudProcessor::on_timer(TimerContext& ctx, uint64_t /*key*/, int64_t /*time*/) {
   // A future non-late event has t >= maxT - lateness and sees p only if p > t - window.
   const int64_t cutoff =
-      window_start(window_start(max_time, config_.allowed_lateness_ns), config_.window_ns);
-  timers_.advance(max_time, [&](uint64_t account, int64_t) { history_.evict(account, cutoff); });
+      window_start(window_start(ctx.watermark(), config_.allowed_lateness_ns), config_.window_ns);
+  ctx.state(history_).evict(cutoff);
 }
 
-Evaluation RiskProcessor::on_order(int64_t seq, const wire::Order& o) {
-  Evaluation ev;
+absl::Status FraudProcessor::restore(RegionReader& in) {
+  if (absl::Status s = history_.restore(in); !s.ok()) return s;
+  return timers_.restore(in);
+}
+
+// ---- risk -------------------------------------------------------------------------------------
+
+RiskProcessor::RiskProcessor(const ProcessorConfig& config, StateCapture& capture)
+    : config_(config),
+      positions_(capture, "risk.positions"),
+      accepted_(capture, "risk.accepted"),
+      timers_(capture, "risk.timers") {}
+
+void RiskProcessor::on_event(EventContext& ctx, const wire::Order& o) {
   const int64_t q = o.quantity;
   const Int128 signed_qty = o.side == static_cast<uint8_t>(wire::Side::kBuy) ? q : -Int128{q};
-  if (q > config_.max_order_qty) {
-    ev.fire(Rule::kMaxOrderQty, seq, o.event_time_ns, o.account_id, q, config_.max_order_qty);
-  }
+  if (q > config_.max_order_qty) ctx.emit(Rule::kMaxOrderQty, q, config_.max_order_qty);
   const Int128 notional = static_cast<Int128>(q) * o.price;
   if (notional > config_.max_order_notional) {
-    ev.fire(Rule::kMaxOrderNotional, seq, o.event_time_ns, o.account_id, saturate(notional),
-            config_.max_order_notional);
+    ctx.emit(Rule::kMaxOrderNotional, saturate(notional), config_.max_order_notional);
   }
-  const auto key = std::pair{o.account_id, o.instrument_id};
-  auto pos_it = positions_.find(key);
-  const int64_t pos = pos_it == positions_.end() ? 0 : pos_it->second;
+  auto positions = ctx.state(positions_);
+  const int64_t pos = positions.get(o.instrument_id);
   const Int128 new_pos = pos + signed_qty;
   if ((new_pos < 0 ? -new_pos : new_pos) > config_.position_limit) {
-    ev.fire(Rule::kPositionLimit, seq, o.event_time_ns, o.account_id, saturate(new_pos),
-            config_.position_limit);
+    ctx.emit(Rule::kPositionLimit, saturate(new_pos), config_.position_limit);
   }
-  const int64_t n = accepted_.query(o.account_id, window_start(o.event_time_ns, config_.rate_window_ns),
-                                    o.event_time_ns).count;
-  if (n + 1 > config_.rate_limit) {
-    ev.fire(Rule::kOrderRate, seq, o.event_time_ns, o.account_id, n + 1, config_.rate_limit);
+  auto accepted = ctx.state(accepted_);
+  const int64_t n =
+      accepted.query(window_start(o.event_time_ns, config_.rate_window_ns), o.event_time_ns).count;
+  if (n + 1 > config_.rate_limit) ctx.emit(Rule::kOrderRate, n + 1, config_.rate_limit);
+  if (ctx.flags() != 0) {
+    ctx.emit(Verdict::kReject);  // state unchanged
+    return;
   }
-  if (ev.flags != 0) {
-    ev.verdict = wire::Verdict::kReject;  // state unchanged
-    return ev;
-  }
-  ev.verdict = wire::Verdict::kAccept;
-  // |new_pos| <= position_limit here, so it fits.
-  if (new_pos == 0) {
-    if (pos_it != positions_.end()) positions_.erase(pos_it);
-  } else {
-    positions_[key] = static_cast<int64_t>(new_pos);
-  }
-  accepted_.add(o.account_id, o.event_time_ns, 0);
-  timers_.add(add_saturated(add_saturated(o.event_time_ns, config_.allowed_lateness_ns),
-                            config_.rate_window_ns),
-              o.account_id);
-  return ev;
+  ctx.emit(Verdict::kAccept);
+  // |new_pos| <= position_limit here, so it fits; a zero position is no entry.
+  positions.put(o.instrument_id, static_cast<int64_t>(new_pos));
+  accepted.add(TimeEntry{o.event_time_ns});
+  ctx.register_timer(add_saturated(add_saturated(o.event_time_ns, config_.allowed_lateness_ns),
+                                   config_.rate_window_ns));
 }
 
-void RiskProcessor::on_watermark(int64_t max_time) {
-  const int64_t cutoff =
-      window_start(window_start(max_time, config_.allowed_lateness_ns), config_.rate_window_ns);
-  timers_.advance(max_time, [&](uint64_t account, int64_t) { accepted_.evict(account, cutoff); });
+void RiskProcessor::on_timer(TimerContext& ctx, uint64_t /*key*/, int64_t /*time*/) {
+  const int64_t cutoff = window_start(window_start(ctx.watermark(), config_.allowed_lateness_ns),
+                                      config_.rate_window_ns);
+  ctx.state(accepted_).evict(cutoff);
 }
 
-int64_t RiskProcessor::position(uint64_t account_id, uint32_t instrument_id) const {
-  auto it = positions_.find(std::pair{account_id, instrument_id});
-  return it == positions_.end() ? 0 : it->second;
+absl::Status RiskProcessor::restore(RegionReader& in) {
+  if (absl::Status s = positions_.restore(in); !s.ok()) return s;
+  if (absl::Status s = accepted_.restore(in); !s.ok()) return s;
+  return timers_.restore(in);
 }
 
-Shard::Shard(const ProcessorConfig& config, uint32_t index, uint32_t count, DecisionSink& sink)
+// ---- shard ------------------------------------------------------------------------------------
+
+Shard::Shard(const ProcessorConfig& config, uint32_t index, uint32_t count, DecisionSink& sink,
+             StateStore::Options store)
     : config_(config),
       index_(index),
       count_(count),
-      sink_(sink),
-      fraud_(config),
-      risk_(config) {}
+      sink_(&sink),
+      store_(store),
+      clock_(store_.capture(), "shard.clock"),
+      fraud_(config, store_.capture()),
+      risk_(config, store_.capture()),
+      clients_(store_.capture(), "shard.clients") {}
 
 void Shard::advance(int64_t event_time_ns) {
-  if (!clock_.observe(event_time_ns)) return;
-  fraud_.on_watermark(clock_.max_time());
-  risk_.on_watermark(clock_.max_time());
+  const int64_t max_time = clock_.get().max_time;
+  if (max_time != EventClock::kNone && event_time_ns <= max_time) return;
+  clock_.mut().max_time = event_time_ns;
+  fraud_.timers().advance(event_time_ns, [&](uint64_t key, int64_t time) {
+    TimerContext ctx(event_time_ns, key, fraud_.timers());
+    fraud_.on_timer(ctx, key, time);
+  });
+  risk_.timers().advance(event_time_ns, [&](uint64_t key, int64_t time) {
+    TimerContext ctx(event_time_ns, key, risk_.timers());
+    risk_.on_timer(ctx, key, time);
+  });
+}
+
+void Shard::note_client(uint64_t client_id, uint64_t client_seq) {
+  if (index_ != 0 || client_id == 0) return;
+  // Consecutive events mostly come from the same client: skip the probe then.
+  if (client_id != cached_client_) {
+    cached_client_index_ = clients_.insert(client_id).first;
+    cached_client_ = client_id;
+  }
+  const size_t i = cached_client_index_;
+  if (clients_.at(i).last_client_seq < client_seq) clients_.mut(i).last_client_seq = client_seq;
+}
+
+void Shard::emit(int64_t seq, char type, uint64_t account, uint64_t client_id, uint64_t client_seq,
+                 uint32_t connection_id, Verdict verdict, uint8_t reason, uint32_t flags,
+                 std::span<const AlertRecord> alerts) {
+  sink_->on_decision(DecisionRecord{seq, type, account, client_id, client_seq, verdict, reason,
+                                    flags, connection_id});
+  for (const AlertRecord& a : alerts) sink_->on_alert(a);
 }
 
 void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
                      std::span<const std::byte> frame) {
+  clock_.mut().last_sequence = seq;
   if (frame.size() < wire::kHeaderSize) return;
   const wire::FrameHeader h = wire::decode_header(frame.data());
   const size_t need = wire::kHeaderSize + wire::min_payload(h.type);
   if (need == wire::kHeaderSize || frame.size() < need) return;  // unknown or short: skip
 
-  auto emit = [&](char type, uint64_t account, uint64_t client_seq, const Evaluation& ev) {
-    sink_.on_decision(DecisionRecord{seq, type, account, client_id, client_seq, ev.verdict,
-                                     ev.reason, ev.flags, connection_id});
-    for (const AlertRecord& a : ev.alerts) sink_.on_alert(a);
-  };
-  auto simple = [](Verdict v) {
-    Evaluation ev;
-    ev.verdict = v;
-    return ev;
+  const int64_t max_time = clock_.get().max_time;
+  auto is_late = [&](int64_t t) {
+    return max_time != EventClock::kNone && t < max_time - config_.allowed_lateness_ns;
   };
 
   switch (static_cast<wire::FrameType>(h.type)) {
@@ -227,18 +236,26 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
     }
     case wire::FrameType::kTransaction: {
       const wire::Transaction t = wire::decode_transaction(frame);
+      note_client(client_id, t.client_seq);
       const bool mine = shard_of(t.account_id, count_) == index_;
       if (!wire::is_valid(t)) {  // never journaled by ingest; a hand-made journal may hold one
-        if (mine) emit('T', t.account_id, t.client_seq, simple(Verdict::kInvalid));
+        if (mine)
+          emit(seq, 'T', t.account_id, client_id, t.client_seq, connection_id, Verdict::kInvalid, 0,
+               0, {});
         return;
       }
       if (mine) {
-        if (clock_.is_late(t.event_time_ns, config_.allowed_lateness_ns)) {
-          emit('T', t.account_id, t.client_seq, simple(Verdict::kLate));
+        if (is_late(t.event_time_ns)) {
+          emit(seq, 'T', t.account_id, client_id, t.client_seq, connection_id, Verdict::kLate, 0, 0,
+               {});
         } else if (config_.fraud) {
-          emit('T', t.account_id, t.client_seq, fraud_.on_transaction(seq, t));
+          EventContext ctx(seq, t.event_time_ns, max_time, t.account_id, fraud_.timers());
+          fraud_.on_event(ctx, t);
+          emit(seq, 'T', t.account_id, client_id, t.client_seq, connection_id, ctx.verdict(),
+               ctx.reason(), ctx.flags(), ctx.alerts());
         } else {
-          emit('T', t.account_id, t.client_seq, simple(Verdict::kAccept));
+          emit(seq, 'T', t.account_id, client_id, t.client_seq, connection_id, Verdict::kAccept, 0,
+               0, {});
         }
       }
       advance(t.event_time_ns);
@@ -246,18 +263,26 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
     }
     case wire::FrameType::kOrder: {
       const wire::Order o = wire::decode_order(frame);
+      note_client(client_id, o.client_seq);
       const bool mine = shard_of(o.account_id, count_) == index_;
       if (!wire::is_valid(o)) {
-        if (mine) emit('O', o.account_id, o.client_seq, simple(Verdict::kInvalid));
+        if (mine)
+          emit(seq, 'O', o.account_id, client_id, o.client_seq, connection_id, Verdict::kInvalid, 0,
+               0, {});
         return;
       }
       if (mine) {
-        if (clock_.is_late(o.event_time_ns, config_.allowed_lateness_ns)) {
-          emit('O', o.account_id, o.client_seq, simple(Verdict::kLate));
+        if (is_late(o.event_time_ns)) {
+          emit(seq, 'O', o.account_id, client_id, o.client_seq, connection_id, Verdict::kLate, 0, 0,
+               {});
         } else if (config_.risk) {
-          emit('O', o.account_id, o.client_seq, risk_.on_order(seq, o));
+          EventContext ctx(seq, o.event_time_ns, max_time, o.account_id, risk_.timers());
+          risk_.on_event(ctx, o);
+          emit(seq, 'O', o.account_id, client_id, o.client_seq, connection_id, ctx.verdict(),
+               ctx.reason(), ctx.flags(), ctx.alerts());
         } else {
-          emit('O', o.account_id, o.client_seq, simple(Verdict::kAccept));
+          emit(seq, 'O', o.account_id, client_id, o.client_seq, connection_id, Verdict::kAccept, 0,
+               0, {});
         }
       }
       advance(o.event_time_ns);
@@ -266,6 +291,60 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
     default:
       return;  // HELLO, SUBSCRIBE and server frames are never journaled; skip them
   }
+}
+
+// How far behind the front of a timer FIFO to look when prefetching: about as many timers fire
+// per event as events arrive, so this is roughly the event prefetch distance.
+constexpr size_t kTimerPrefetchAhead = 4;
+
+void Shard::prefetch(std::span<const std::byte> frame) const noexcept {
+  if (frame.size() < wire::kHeaderSize + wire::kTransactionPayload) return;
+  const uint8_t type = wire::load<uint8_t>(frame.data() + 2);
+  // account_id sits at payload offset 16 in both TRANSACTION and ORDER.
+  const uint64_t account = wire::load<uint64_t>(frame.data() + wire::kHeaderSize + 16);
+  if (account == 0 || shard_of(account, count_) != index_) return;
+  if (type == static_cast<uint8_t>(wire::FrameType::kTransaction)) {
+    __builtin_prefetch(fraud_.history().table().home_slot(account));
+    // The timers about to fire evict other accounts: their slots are the other likely misses.
+    if (const uint64_t k = fraud_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
+      __builtin_prefetch(fraud_.history().table().home_slot(k));
+    }
+  } else if (type == static_cast<uint8_t>(wire::FrameType::kOrder) &&
+             frame.size() >= wire::kHeaderSize + wire::kOrderPayload) {
+    const uint32_t instrument = wire::load<uint32_t>(frame.data() + wire::kHeaderSize + 32);
+    __builtin_prefetch(risk_.positions().home_slot(account, instrument));
+    __builtin_prefetch(risk_.accepted().table().home_slot(account));
+    if (const uint64_t k = risk_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
+      __builtin_prefetch(risk_.accepted().table().home_slot(k));
+    }
+  }
+}
+
+ShardStateCounts Shard::state_counts() const {
+  return ShardStateCounts{
+      .accounts = fraud_.history().keys(),
+      .history_entries = fraud_.history().entries(),
+      .positions = risk_.position_keys(),
+      .rate_accounts = risk_.accepted().keys(),
+      .rate_entries = risk_.accepted().entries(),
+      .timers = fraud_.timers().size() + risk_.timers().size(),
+      .clients = clients_.size(),
+  };
+}
+
+absl::Status Shard::restore(std::span<const std::byte> image) {
+  cached_client_ = 0;
+  StateCapture& capture = store_.capture();
+  if (capture.active()) return absl::FailedPreconditionError("a snapshot is being captured");
+  auto regions = capture.parse_directory(image);
+  if (!regions.ok()) return regions.status();
+  RegionReader in(image, *std::move(regions));
+  if (absl::Status s = clock_.restore(in); !s.ok()) return s;
+  if (absl::Status s = fraud_.restore(in); !s.ok()) return s;
+  if (absl::Status s = risk_.restore(in); !s.ok()) return s;
+  if (absl::Status s = clients_.restore(in); !s.ok()) return s;
+  if (!in.done()) return absl::DataLossError("image has regions this shard does not know");
+  return absl::OkStatus();
 }
 
 }  // namespace sluice

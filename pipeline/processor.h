@@ -40,16 +40,20 @@ struct ProcessorConfig {
 // key.
 absl::Status validate(const ProcessorConfig& config);
 
+// A 64-bit fingerprint of every field of the config (and of the state layout version), stored in
+// snapshots so that state built under other thresholds is never restored into this config.
+uint64_t config_fingerprint(const ProcessorConfig& config);
+
 // One answered TRANSACTION or ORDER, with what the decisions file and the DECISION frame need.
 struct DecisionRecord {
-  int64_t seq = 0;           // journal sequence (0: not journaled)
-  char type = 'T';           // 'T' transaction, 'O' order
+  int64_t seq = 0;  // journal sequence (0: not journaled)
+  char type = 'T';  // 'T' transaction, 'O' order
   uint64_t account_id = 0;
   uint64_t client_id = 0;
   uint64_t client_seq = 0;
   wire::Verdict verdict = wire::Verdict::kAccept;
-  uint8_t reason = 0;        // lowest rule code that fired, 0 if none
-  uint32_t flags = 0;        // bit (rule - 1) for every rule that fired
+  uint8_t reason = 0;          // lowest rule code that fired, 0 if none
+  uint32_t flags = 0;          // bit (rule - 1) for every rule that fired
   uint32_t connection_id = 0;  // routing only: not part of the decision's identity
   bool operator==(const DecisionRecord& o) const {
     return seq == o.seq && type == o.type && account_id == o.account_id &&

@@ -1,5 +1,6 @@
 #include "pipeline/replay.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 #include <memory>
@@ -8,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
 #include "io/io_error.h"
-#include "io/journal_reader.h"
 #include "pipeline/keyed_processors.h"
+#include "pipeline/recovery.h"
 
 namespace sluice {
 namespace {
@@ -71,7 +72,8 @@ class CsvWriter {
     buffer_.append(tmp, end);
   }
   void flush_buffer() {
-    if (!buffer_.empty() && std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) {
+    if (!buffer_.empty() &&
+        std::fwrite(buffer_.data(), 1, buffer_.size(), file_) != buffer_.size()) {
       error_ = true;
     }
     buffer_.clear();
@@ -111,11 +113,7 @@ class ReplaySink final : public DecisionSink {
 }  // namespace
 
 absl::StatusOr<ReplayResult> run_replay(const ReplayOptions& options) {
-  if (options.shards < 1) return absl::InvalidArgumentError("replay needs at least one shard");
   if (absl::Status s = validate(options.config); !s.ok()) return s;
-  auto reader = journal::JournalReader::open(options.journal_dir);
-  if (!reader.ok()) return reader.status();
-
   ReplayResult result;
   std::unique_ptr<CsvWriter> csv;
   if (!options.decisions_out.empty()) {
@@ -123,29 +121,32 @@ absl::StatusOr<ReplayResult> run_replay(const ReplayOptions& options) {
     if (absl::Status s = csv->open(options.decisions_out); !s.ok()) return s;
   }
   ReplaySink sink(options, result, csv.get());
-  std::vector<std::unique_ptr<Shard>> shards;
-  for (uint32_t i = 0; i < options.shards; ++i) {
-    shards.push_back(std::make_unique<Shard>(options.config, i, options.shards, sink));
-  }
-
+  RecoveryOptions recovery{.snapshot_dir = options.snapshot_dir,
+                           .journal_dir = options.journal_dir,
+                           .shards = options.shards,
+                           .config = options.config,
+                           .use_snapshots = !options.snapshot_dir.empty(),
+                           .max_snapshot_sequence = options.from - 1,
+                           .stop_after = options.to,
+                           .tail_sink = &sink,
+                           .progress = options.progress};
   const int64_t start = now_ns();
-  journal::Record rec;
-  journal::ReadResult r;
-  while ((r = (*reader)->next(&rec)) == journal::ReadResult::kRecord) {
-    if (result.events == 0) result.first_sequence = rec.sequence;
-    if (rec.sequence > options.to) break;
-    ++result.events;
-    if (rec.sequence >= options.from) ++result.reported_events;
-    result.last_sequence = rec.sequence;
-    // Every shard sees every event (their clocks must agree); each answers only its accounts.
-    for (auto& shard : shards) shard->on_event(rec.sequence, rec.client_id, 0, rec.frame);
-    if (options.progress && (result.events & ((1 << 20) - 1)) == 0) {
-      options.progress(result.events, rec.sequence);
-    }
-  }
+  absl::StatusOr<Recovered> r = recover(recovery);
+  if (!r.ok()) return r.status();
   result.seconds = static_cast<double>(now_ns() - start) / 1e9;
-  if (r == journal::ReadResult::kCorrupt) return (*reader)->status();
-  result.torn_tail = (*reader)->torn_tail().has_value();
+  result.events = r->replayed_events;
+  result.first_sequence = r->first_sequence;
+  result.last_sequence = r->last_sequence;
+  if (r->replayed_events > 0) {
+    result.reported_events =
+        std::max<int64_t>(0, r->last_sequence - std::max(options.from, r->first_sequence) + 1);
+  }
+  result.torn_tail = r->torn_tail;
+  result.shards = static_cast<uint32_t>(r->shards.size());
+  result.snapshot_sequence = r->snapshot_sequence;
+  result.snapshot_files = r->snapshot_files;
+  result.snapshot_load_seconds = r->load_seconds;
+  result.warnings = r->warnings;
   if (csv != nullptr) {
     if (absl::Status s = csv->close(); !s.ok()) return s;
   }

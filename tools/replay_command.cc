@@ -19,17 +19,26 @@ struct ReplayArgs {
   std::string dir;
   int64_t from = 1;
   int64_t to = std::numeric_limits<int64_t>::max();
-  uint32_t shards = 1;
+  uint32_t shards = 0;  // 0: not given
   std::string decisions_out;
+  bool no_snapshots = false;
 };
 
-// DIR may be the journal itself or a daemon data directory holding it in journal/.
+// DIR may be the journal itself or a daemon data directory holding it in journal/ (and its
+// snapshots in snapshots/).
 std::string journal_dir_of(const std::string& dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::path nested = fs::path(dir) / "journal";
   if (fs::is_directory(nested, ec)) return nested.string();
   return dir;
+}
+std::string snapshot_dir_of(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(fs::path(dir) / "journal", ec)) return "";
+  const fs::path nested = fs::path(dir) / "snapshots";
+  return fs::is_directory(nested, ec) ? nested.string() : "";
 }
 
 int run(const ReplayArgs& args) {
@@ -44,6 +53,7 @@ int run(const ReplayArgs& args) {
     return kExitUsage;
   }
   ReplayOptions options{.journal_dir = journal_dir_of(args.dir),
+                        .snapshot_dir = args.no_snapshots ? "" : snapshot_dir_of(args.dir),
                         .from = args.from,
                         .to = args.to,
                         .shards = args.shards,
@@ -63,10 +73,20 @@ int run(const ReplayArgs& args) {
     return kExitFailed;
   }
   const ReplayResult& r = *result;
-  std::printf("replayed %lld events (sequences %lld..%lld) with %u shard%s in %.3f s: %.0f events/s\n",
-              static_cast<long long>(r.events), static_cast<long long>(r.first_sequence),
-              static_cast<long long>(r.last_sequence), args.shards, args.shards == 1 ? "" : "s",
-              r.seconds, r.events_per_second());
+  for (const std::string& w : r.warnings) std::printf("snapshot not used: %s\n", w.c_str());
+  if (r.snapshot_sequence > 0) {
+    std::printf("started from the snapshot set at sequence %lld (%u shard%s, loaded in %.3f s)\n",
+                static_cast<long long>(r.snapshot_sequence), r.shards, r.shards == 1 ? "" : "s",
+                r.snapshot_load_seconds);
+  } else if (!options.snapshot_dir.empty()) {
+    std::printf("no usable snapshot at or before sequence %lld: replaying from the start\n",
+                static_cast<long long>(args.from - 1));
+  }
+  std::printf(
+      "replayed %lld events (sequences %lld..%lld) with %u shard%s in %.3f s: %.0f events/s\n",
+      static_cast<long long>(r.events), static_cast<long long>(r.first_sequence),
+      static_cast<long long>(r.last_sequence), r.shards, r.shards == 1 ? "" : "s", r.seconds,
+      r.events_per_second());
   std::string verdicts;
   for (int v = 0; v < 6; ++v) {
     if (r.verdicts[v] == 0) continue;
@@ -83,7 +103,8 @@ int run(const ReplayArgs& args) {
   std::printf("decisions %lld (%s); alerts %lld (%s)\n", static_cast<long long>(r.decisions),
               verdicts.empty() ? "none" : verdicts.c_str(), static_cast<long long>(r.alerts),
               alerts.empty() ? "none" : alerts.c_str());
-  if (r.torn_tail) std::printf("note: the journal ends in a torn tail (a crash cut its last record)\n");
+  if (r.torn_tail)
+    std::printf("note: the journal ends in a torn tail (a crash cut its last record)\n");
   std::printf("digest %s\n", r.digest.hex().c_str());
   return kExitOk;
 }
@@ -96,13 +117,21 @@ void add_replay_command(CLI::App& app, CommandAction* action) {
       "replay", "run the processors over a journal and print events/s and a decisions digest");
   replay->add_option("DIR", args->dir, "journal directory (or a data directory holding journal/)")
       ->required();
-  replay->add_option("--from", args->from, "first sequence to report (state is built from the start)")
+  replay
+      ->add_option("--from", args->from,
+                   "first sequence to report (state comes from the newest snapshot set before "
+                   "it, or from the start)")
       ->check(CLI::PositiveNumber);
   replay->add_option("--to", args->to, "last sequence to replay")->check(CLI::PositiveNumber);
   replay->add_option("--decisions-out", args->decisions_out,
                      "write the decisions as CSV (" + std::string(kDecisionsCsvHeader) + ")");
-  replay->add_option("--shards", args->shards, "shards to run (decisions do not depend on it)")
+  replay
+      ->add_option("--shards", args->shards,
+                   "shards to run (decisions do not depend on it; default: the snapshot set's, "
+                   "else 1)")
       ->check(CLI::Range(1, 1024));
+  replay->add_flag("--no-snapshots", args->no_snapshots,
+                   "replay from the journal's start even when DIR/snapshots has a usable set");
   replay->callback([action, args] { *action = [args] { return run(*args); }; });
 }
 

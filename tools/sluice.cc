@@ -7,6 +7,7 @@
 #include "tools/command.h"
 #include "tools/journal_command.h"
 #include "tools/replay_command.h"
+#include "tools/snapshot_command.h"
 #include "tools/stat_command.h"
 
 namespace {
@@ -35,6 +36,7 @@ int main(int argc, char** argv) {
   sluice::tools::CommandAction action;
   sluice::tools::add_journal_command(app, &action);
   sluice::tools::add_replay_command(app, &action);
+  sluice::tools::add_snapshot_command(app, &action);
   sluice::tools::add_stat_command(app, &action);
 
   try {

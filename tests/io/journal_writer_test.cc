@@ -309,12 +309,15 @@ TEST(JournalWriterCrash, SigkillLeavesAGapFreePrefixWithEverythingDurable) {
       }
     }
     ::close(fds[1]);
-    // Let it run for a random 20..150 ms, then kill it mid-flight.
+    // Wait for the first durable report (creating the first segment takes an fsync or two,
+    // which a loaded machine can stretch), then let it run for a random 20..150 ms more and
+    // kill it mid-flight.
+    int64_t last_reported = 0, v;
+    if (read(fds[0], &v, sizeof(v)) == sizeof(v)) last_reported = v;
     usleep(static_cast<useconds_t>(20'000 + rng() % 130'000));
     kill(child, SIGKILL);
     int status = 0;
     waitpid(child, &status, 0);
-    int64_t last_reported = 0, v;
     while (read(fds[0], &v, sizeof(v)) == sizeof(v)) last_reported = v;
     ::close(fds[0]);
     ASSERT_TRUE(WIFSIGNALED(status)) << "child exited on its own with " << WEXITSTATUS(status);

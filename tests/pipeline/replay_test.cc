@@ -13,7 +13,10 @@
 #include "core/wire_format.h"
 #include "gtest/gtest.h"
 #include "io/journal_writer.h"
+#include "io/snapshot_format.h"
+#include "io/snapshot_writer.h"
 #include "pipeline/keyed_processors.h"
+#include "pipeline/shard_stage.h"
 
 namespace sluice {
 namespace {
@@ -41,7 +44,7 @@ class ReplayTest : public ::testing::Test {
       std::vector<std::byte> f(wire::kMaxFrameSize);
       now += static_cast<int64_t>(rng() % 200'000'000);
       int64_t t = now - static_cast<int64_t>(rng() % 3'000'000'000);  // jitter within lateness
-      if (rng() % 50 == 0) t = now - 20'000'000'000;                 // late
+      if (rng() % 50 == 0) t = now - 20'000'000'000;                  // late
       const uint64_t account = 1 + rng() % 20;
       switch (rng() % 10) {
         case 0:
@@ -50,8 +53,10 @@ class ReplayTest : public ::testing::Test {
         case 1:
         case 2:
         case 3: {
-          wire::Order o{.client_seq = static_cast<uint64_t>(seq), .event_time_ns = t,
-                        .account_id = account, .order_id = static_cast<uint64_t>(seq),
+          wire::Order o{.client_seq = static_cast<uint64_t>(seq),
+                        .event_time_ns = t,
+                        .account_id = account,
+                        .order_id = static_cast<uint64_t>(seq),
                         .instrument_id = static_cast<uint32_t>(rng() % 3),
                         .side = static_cast<uint8_t>(1 + rng() % 2),
                         .quantity = static_cast<int64_t>(1 + rng() % 20'000),
@@ -60,11 +65,14 @@ class ReplayTest : public ::testing::Test {
           break;
         }
         default: {
-          wire::Transaction tx{.client_seq = static_cast<uint64_t>(seq), .event_time_ns = t,
+          wire::Transaction tx{.client_seq = static_cast<uint64_t>(seq),
+                               .event_time_ns = t,
                                .account_id = account,
                                .amount_minor = static_cast<int64_t>(
                                    rng() % 20 == 0 ? 1 + rng() % 1'000'000 : 1 + rng() % 10'000),
-                               .merchant_id = 9, .currency = 840, .channel = 1};
+                               .merchant_id = 9,
+                               .currency = 840,
+                               .channel = 1};
           f.resize(wire::encode(tx, f));
           break;
         }
@@ -117,8 +125,8 @@ TEST_F(ReplayTest, DigestIsTheSameForAnyShardCountAndEqualsTheLivePath) {
 TEST_F(ReplayTest, DecisionsFileHasSpecColumnsOneLineADecisionInSequenceOrder) {
   const auto frames = write_journal(2'000, 11);
   const std::string out = dir_ + "/decisions.csv";
-  auto r = run_replay(
-      ReplayOptions{.journal_dir = journal_dir(), .shards = 3, .decisions_out = out});
+  auto r =
+      run_replay(ReplayOptions{.journal_dir = journal_dir(), .shards = 3, .decisions_out = out});
   ASSERT_TRUE(r.ok()) << r.status();
   std::ifstream in(out);
   std::string line;
@@ -165,9 +173,10 @@ TEST_F(ReplayTest, FromAndToReportOnlyTheRangeButBuildStateFromTheStart) {
   // The range's decisions are exactly the full run's decisions in that range.
   const std::string a = dir_ + "/a.csv", b = dir_ + "/b.csv";
   ASSERT_TRUE(run_replay(ReplayOptions{.journal_dir = journal_dir(), .decisions_out = a}).ok());
-  ASSERT_TRUE(run_replay(ReplayOptions{.journal_dir = journal_dir(), .from = 1001, .to = 2000,
-                                       .decisions_out = b})
-                  .ok());
+  ASSERT_TRUE(
+      run_replay(
+          ReplayOptions{.journal_dir = journal_dir(), .from = 1001, .to = 2000, .decisions_out = b})
+          .ok());
   auto read_lines = [](const std::string& path, int64_t lo, int64_t hi) {
     std::ifstream in(path);
     std::string line;
@@ -196,6 +205,55 @@ TEST_F(ReplayTest, ACorruptJournalIsAnErrorNamingTheSegmentAndOffset) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_NE(r.status().message().find(journal::segment_file_name(1)), std::string::npos);
   EXPECT_NE(r.status().message().find("offset 64"), std::string::npos) << r.status();
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+TEST_F(ReplayTest, StartingFromASnapshotSetGivesTheSameDecisionsAsFromScratch) {
+  const auto frames = write_journal(6'000, 19);
+  const std::string snapshots = dir_ + "/snapshots";
+  // Snapshot sets of 2 shards at 1'500 and 4'000, as the daemon would leave them.
+  {
+    auto writer = snapshot::SnapshotWriter::start({.dir = snapshots});
+    ASSERT_TRUE(writer.ok());
+    CollectingSink ignore;
+    std::vector<std::unique_ptr<Shard>> shards;
+    for (uint32_t i = 0; i < 2; ++i)
+      shards.push_back(std::make_unique<Shard>(ProcessorConfig{}, i, 2, ignore));
+    for (size_t k = 0; k < 4'000; ++k) {
+      for (auto& s : shards) s->on_event(static_cast<int64_t>(k + 1), 5, 0, frames[k]);
+      if (k + 1 == 1'500 || k + 1 == 4'000) {
+        for (auto& s : shards) ASSERT_TRUE(write_snapshot(*s, **writer).ok());
+      }
+    }
+  }
+  for (int64_t from : {1, 1'501, 3'000, 4'001, 5'500}) {
+    SCOPED_TRACE(from);
+    const std::string a = dir_ + "/scratch.csv", b = dir_ + "/snap.csv";
+    auto scratch = run_replay(
+        ReplayOptions{.journal_dir = journal_dir(), .from = from, .shards = 1, .decisions_out = a});
+    auto snap = run_replay(ReplayOptions{.journal_dir = journal_dir(),
+                                         .snapshot_dir = snapshots,
+                                         .from = from,
+                                         .shards = 0,
+                                         .decisions_out = b});
+    ASSERT_TRUE(scratch.ok()) << scratch.status();
+    ASSERT_TRUE(snap.ok()) << snap.status();
+    const int64_t want_s = from > 4'000 ? 4'000 : from > 1'500 ? 1'500 : 0;
+    EXPECT_EQ(snap->snapshot_sequence, want_s);
+    EXPECT_EQ(snap->shards, want_s > 0 ? 2u : 1u);  // the set's shard count, else 1
+    EXPECT_EQ(snap->events, 6'000 - want_s);
+    EXPECT_EQ(snap->digest.hex(), scratch->digest.hex());
+    EXPECT_EQ(snap->decisions, scratch->decisions);
+    EXPECT_EQ(snap->alerts, scratch->alerts);
+    EXPECT_EQ(snap->reported_events, scratch->reported_events);
+    EXPECT_EQ(read_all(a), read_all(b));
+  }
 }
 
 TEST_F(ReplayTest, AMissingJournalIsNotFound) {

@@ -1,0 +1,201 @@
+#include "pipeline/recovery.h"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "core/clock.h"
+#include "io/journal_reader.h"
+#include "io/snapshot_file.h"
+#include "io/snapshot_format.h"
+
+namespace sluice {
+namespace {
+
+class DiscardSink final : public DecisionSink {
+ public:
+  void on_decision(const DecisionRecord&) override {}
+  void on_alert(const AlertRecord&) override {}
+};
+
+std::vector<std::unique_ptr<Shard>> make_shards(const RecoveryOptions& o, uint32_t n,
+                                                DecisionSink& sink) {
+  std::vector<std::unique_ptr<Shard>> shards;
+  shards.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    shards.push_back(std::make_unique<Shard>(o.config, i, n, sink, o.store));
+  }
+  return shards;
+}
+
+// Tries the set of sequence `seq` with `count` shards; on success fills `out` and returns true.
+bool try_set(const RecoveryOptions& o, int64_t seq, uint32_t count,
+             const std::map<uint32_t, std::string>& files, journal::JournalReader& reader,
+             DecisionSink& sink, Recovered& out) {
+  if (files.size() != count) {
+    std::string have;
+    for (const auto& [k, path] : files) absl::StrAppend(&have, have.empty() ? "" : ",", k);
+    out.warnings.push_back(absl::StrCat("snapshot set at sequence ", seq, " of ", count,
+                                        " shards is incomplete (have shard ", have, ")"));
+    return false;
+  }
+  const uint64_t fingerprint = config_fingerprint(o.config);
+  std::vector<std::unique_ptr<snapshot::MappedSnapshot>> mapped;
+  bool ok = true;
+  for (const auto& [k, path] : files) {
+    auto m = snapshot::MappedSnapshot::open(path, /*verify=*/true);
+    if (!m.ok()) {
+      out.warnings.push_back(std::string(m.status().message()));
+      ok = false;
+      continue;
+    }
+    const snapshot::Header& h = (*m)->header();
+    std::string why;
+    if (h.shard_index != k || h.shard_count != count || h.sequence != seq) {
+      why = absl::StrCat("header says shard ", h.shard_index, " of ", h.shard_count,
+                         " at sequence ", h.sequence, ", not what its name says");
+    } else if (h.config_fingerprint != fingerprint) {
+      why = "taken with another processor config (fingerprint differs): not used";
+    }
+    if (!why.empty()) {
+      out.warnings.push_back(absl::StrCat(path, ": ", why));
+      ok = false;
+      continue;
+    }
+    mapped.push_back(*std::move(m));
+  }
+  if (!ok) return false;
+  // The journal must still hold S: a snapshot ahead of the journal describes events it lost.
+  if (absl::Status s = reader.seek(seq); !s.ok()) return false;
+  journal::Record rec;
+  const journal::ReadResult r = reader.next(&rec);
+  if (r != journal::ReadResult::kRecord || rec.sequence != seq) {
+    out.warnings.push_back(absl::StrCat("snapshot set at sequence ", seq, ": the journal ",
+                                        r == journal::ReadResult::kRecord
+                                            ? absl::StrCat("has no sequence ", seq)
+                                            : std::string("ends before it"),
+                                        ": not used"));
+    return false;
+  }
+  std::vector<std::unique_ptr<Shard>> shards = make_shards(o, count, sink);
+  for (uint32_t k = 0; k < count; ++k) {
+    if (absl::Status s = shards[k]->restore(mapped[k]->bytes()); !s.ok()) {
+      out.warnings.push_back(absl::StrCat(mapped[k]->path(), ": ", s.message()));
+      return false;
+    }
+  }
+  out.shards = std::move(shards);
+  out.snapshot_sequence = seq;
+  for (const auto& m : mapped) out.snapshot_files.push_back(m->path());
+  return true;
+}
+
+}  // namespace
+
+DecisionSink& discard_sink() {
+  static DiscardSink sink;
+  return sink;
+}
+
+absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
+  if (absl::Status s = validate(o.config); !s.ok()) return s;
+  auto reader = journal::JournalReader::open(o.journal_dir);
+  if (!reader.ok()) return reader.status();
+  DecisionSink& sink = o.tail_sink != nullptr ? *o.tail_sink : discard_sink();
+  Recovered out;
+  const int64_t load_start = monotonic_ns();
+
+  if (o.use_snapshots && !o.snapshot_dir.empty()) {
+    auto listed = snapshot::list(o.snapshot_dir);
+    if (!listed.ok()) return listed.status();
+    // sequence -> count -> shard -> path
+    std::map<int64_t, std::map<uint32_t, std::map<uint32_t, std::string>>, std::greater<>> sets;
+    std::map<uint32_t, int> other_counts;
+    for (const snapshot::Listed& f : *listed) {
+      if (o.shards != 0 && f.name.shard_count != o.shards) {
+        ++other_counts[f.name.shard_count];
+        continue;
+      }
+      if (f.name.sequence > o.max_snapshot_sequence) continue;
+      sets[f.name.sequence][f.name.shard_count][f.name.shard_index] = f.path;
+    }
+    for (const auto& [count, n] : other_counts) {
+      out.warnings.push_back(absl::StrCat("ignored ", n, " snapshot file(s) taken with ", count,
+                                          " shards (recovering ", o.shards,
+                                          "): the journal is replayed instead"));
+    }
+    for (const auto& [seq, by_count] : sets) {
+      bool done = false;
+      // With shards == 0, prefer the largest count at the newest sequence (any would do).
+      for (auto it = by_count.rbegin(); it != by_count.rend() && !done; ++it) {
+        done = try_set(o, seq, it->first, it->second, **reader, sink, out);
+      }
+      if (done) break;
+    }
+  }
+  if (out.shards.empty()) {
+    out.shards = make_shards(o, o.shards == 0 ? 1 : o.shards, sink);
+    if (absl::Status s = (*reader)->seek(0); !s.ok()) return s;
+  }
+  out.load_seconds = static_cast<double>(monotonic_ns() - load_start) / 1e9;
+
+  // The tail. Records are copied into a small batch so the shards' state can be prefetched a few
+  // events ahead (a frame points into the reader's mapping only until its next call).
+  const int64_t replay_start = monotonic_ns();
+  constexpr size_t kBatch = 16;
+  constexpr size_t kAhead = 4;
+  struct Item {
+    int64_t sequence;
+    uint64_t client_id;
+    uint16_t length;
+    std::array<std::byte, wire::kMaxFrameSize> frame;
+  };
+  std::vector<Item> batch(kBatch);
+  out.last_sequence = out.snapshot_sequence;
+  journal::ReadResult r = journal::ReadResult::kRecord;
+  bool stop = false;
+  while (!stop) {
+    size_t n = 0;
+    journal::Record rec;
+    while (n < kBatch && (r = (*reader)->next(&rec)) == journal::ReadResult::kRecord) {
+      if (rec.sequence > o.stop_after) {
+        stop = true;
+        break;
+      }
+      Item& it = batch[n++];
+      it.sequence = rec.sequence;
+      it.client_id = rec.client_id;
+      it.length = static_cast<uint16_t>(rec.frame.size());
+      std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
+    }
+    if (n == 0) break;
+    for (size_t i = 0; i < n; ++i) {
+      if (i + kAhead < n) {
+        const Item& ahead = batch[i + kAhead];
+        for (auto& shard : out.shards) shard->prefetch({ahead.frame.data(), ahead.length});
+      }
+      const Item& it = batch[i];
+      for (auto& shard : out.shards) {
+        shard->on_event(it.sequence, it.client_id, 0, {it.frame.data(), it.length});
+      }
+    }
+    if (out.first_sequence == 0) out.first_sequence = batch[0].sequence;
+    const int64_t before = out.replayed_events;
+    out.replayed_events += static_cast<int64_t>(n);
+    out.last_sequence = batch[n - 1].sequence;
+    if (o.progress && (out.replayed_events >> 20) != (before >> 20)) {
+      o.progress(out.replayed_events, out.last_sequence);
+    }
+    if (r != journal::ReadResult::kRecord) break;
+  }
+  out.replay_seconds = static_cast<double>(monotonic_ns() - replay_start) / 1e9;
+  if (r == journal::ReadResult::kCorrupt) return (*reader)->status();
+  out.torn_tail = (*reader)->torn_tail().has_value();
+  return out;
+}
+
+}  // namespace sluice

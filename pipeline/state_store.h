@@ -1,0 +1,886 @@
+// The per-shard state store: flat, contiguous, snapshot-able keyed state.
+//
+// Everything a shard remembers lives in a handful of TrackedArrays: contiguous arrays of
+// trivially copyable elements (hash-table slots, history entries, timers, small meta records).
+// That is what makes a snapshot cheap: the state IS a few byte ranges, written to a file as they
+// are and copied back on load, with no per-key serialisation.
+//
+// Layout (docs/state.md has the reasoning and the measurements):
+//  - FlatTable<Slot>: open addressing with linear probing over one power-of-two array of
+//    fixed-size POD slots; key 0 (all-zero key) marks an empty slot, so ids 0 can never be keys
+//    (account 0 and client 0 are invalid anyway). Deletion shifts the following cluster back
+//    (no tombstones), so probe lengths never degrade. Grows x2 at 3/4 load.
+//  - HistoryState<Entry, kInline>: a FlatTable whose slot holds a key's time-sorted entries
+//    inline while there are at most kInline of them, else a reference to one contiguous run in
+//    a second array (the pool). Runs come in power-of-two size classes with a free list per
+//    class, so steady state allocates nothing; a key's history is always one sorted run (binary
+//    search, then a linear sum), and out-of-order inserts near the back or evictions from the
+//    front are short memmoves.
+//  - TimerQueue: event-time timers as a FIFO ring (timers registered in time order, the common
+//    case: O(1)) plus a binary heap for the ones that arrive out of order; the next timer is the
+//    smaller of the two fronts.
+//
+// Snapshots (StateCapture): copy-on-write by chunk. begin() notes every array's current extent;
+// from then on copy_some() copies chunks into the image a bounded amount at a time, and every
+// write to an array first copies the chunk it lands in if that chunk was not copied yet
+// (TrackedArray::mut / mut_range). When every chunk is copied the image holds the state exactly
+// as it was at begin(). An array that must reallocate (a table or pool growing) finishes the copy
+// first. All of it runs on the shard's thread: no atomics, no locks.
+//
+// Thread safety: a store and everything in it belong to one thread at a time (the shard's).
+#ifndef SLUICE_PIPELINE_STATE_STORE_H_
+#define SLUICE_PIPELINE_STATE_STORE_H_
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/int128.h"
+
+namespace sluice {
+
+class StateCapture;
+
+// Zeroed memory for state arrays and snapshot images: large blocks are mmap'ed (zero pages on
+// demand, transparent huge pages where the system allows them), small ones come from operator
+// new. REQUIRES for release: the same byte count that was allocated.
+std::byte* allocate_zeroed(size_t bytes);
+void release_zeroed(std::byte* p, size_t bytes) noexcept;
+
+// A 64-bit mix for table indexes. Deliberately not shard_of's mix: a shard holds only keys whose
+// shard_of hash is k mod N, and reusing that hash would leave slots idle.
+inline uint64_t state_hash(uint64_t x) noexcept {
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  x *= 0xd6e8feb86659fd93ull;
+  x ^= x >> 32;
+  return x;
+}
+
+// The untyped part of a TrackedArray, which StateCapture reads.
+class TrackedArrayBase {
+ public:
+  TrackedArrayBase(const TrackedArrayBase&) = delete;
+  TrackedArrayBase& operator=(const TrackedArrayBase&) = delete;
+
+  const std::byte* bytes() const noexcept { return data_; }
+  // The bytes a snapshot captures: the first size() elements.
+  size_t byte_size() const noexcept { return size_ * element_size_; }
+  size_t element_size() const noexcept { return element_size_; }
+  const std::string& name() const noexcept { return name_; }
+
+ protected:
+  TrackedArrayBase(StateCapture& capture, std::string_view name, size_t element_size);
+  ~TrackedArrayBase();
+
+  // Declares a write to bytes [offset, offset + n): a snapshot in progress copies what it has
+  // not copied of that range first.
+  inline void note_write(size_t offset, size_t n);
+  // Replaces the storage (the old block is released). A snapshot in progress is finished first.
+  void adopt(std::byte* data, size_t capacity, size_t size);
+  // Grows to at least `capacity` elements keeping [0, keep); new elements are zero.
+  void reallocate(size_t capacity, size_t keep);
+  // Replaces the contents with `bytes` (a whole number of elements), capacity >= their count.
+  absl::Status assign(std::span<const std::byte> bytes, size_t capacity);
+
+  std::byte* data_ = nullptr;
+  size_t size_ = 0;
+  size_t capacity_ = 0;
+
+ private:
+  friend class StateCapture;
+  StateCapture* capture_;
+  std::string name_;
+  size_t element_size_;
+  uint32_t id_ = 0;
+};
+
+// Records the state's arrays and builds snapshot images of them incrementally.
+//
+// Image layout (the snapshot file is the image; io/snapshot_format.h has the header):
+//   [0, header_bytes)           left for the header, filled by whoever writes the file
+//   directory                   u32 region count, u32 0, then per region
+//                               {u32 index, u32 element size, u64 offset, u64 bytes, u64 0}
+//   regions                     each at a 64-byte-aligned offset, in registration order
+class StateCapture {
+ public:
+  struct RegionInfo {
+    uint32_t index = 0;
+    uint32_t element_size = 0;
+    uint64_t offset = 0;  // from the start of the image
+    uint64_t bytes = 0;
+  };
+  static constexpr size_t kDirectoryEntrySize = 32;
+
+  // REQUIRES: chunk_bytes is a power of two >= 64.
+  explicit StateCapture(size_t header_bytes, size_t chunk_bytes = 4096);
+  StateCapture(const StateCapture&) = delete;
+  StateCapture& operator=(const StateCapture&) = delete;
+
+  size_t chunk_bytes() const noexcept { return chunk_; }
+  size_t region_count() const noexcept { return arrays_.size(); }
+  const TrackedArrayBase& region(size_t i) const { return *arrays_[i]; }
+
+  // Bytes an image of the current state needs.
+  size_t image_bytes() const;
+
+  // Starts capturing the state as it is now into `image` (REQUIRES: image_bytes() <= capacity,
+  // no capture active, zeroed or not: every byte of the layout is written). Writes the
+  // directory; the regions follow as chunks are copied.
+  void begin(std::byte* image, size_t capacity);
+  // Copies up to `budget` bytes of chunks not copied yet; returns the bytes copied.
+  size_t copy_some(size_t budget);
+  // Copies everything left.
+  void finish();
+
+  bool active() const noexcept { return active_; }
+  // True once every chunk of the capture begun last is copied (until take()).
+  bool complete() const noexcept { return complete_; }
+  // The finished image and its length; the capture forgets it. REQUIRES: complete().
+  std::pair<std::byte*, size_t> take();
+  // Abandons an active capture (the image is the caller's again).
+  std::byte* abandon();
+
+  // TSC ticks spent copying since the last call (chunk copies on writes and in copy_some).
+  int64_t take_work_ticks() noexcept {
+    const int64_t t = work_ticks_;
+    work_ticks_ = 0;
+    return t;
+  }
+  size_t chunks_total() const noexcept { return total_chunks_; }
+  size_t chunks_left() const noexcept { return remaining_; }
+  // Chunks copied because a write landed in them (copy-on-write), over this store's life.
+  int64_t cow_copies() const noexcept { return cow_copies_; }
+
+  // Reads and checks an image's directory (bounds, alignment, the region count and element
+  // sizes of this store's arrays). The error names the region.
+  absl::StatusOr<std::vector<RegionInfo>> parse_directory(std::span<const std::byte> image) const;
+
+ private:
+  friend class TrackedArrayBase;
+  struct Region {
+    const std::byte* src = nullptr;
+    size_t bytes = 0;
+    size_t image_offset = 0;
+    size_t first_chunk = 0;
+  };
+
+  uint32_t add(TrackedArrayBase* array);
+  void remove(TrackedArrayBase* array) noexcept;
+  void before_write(uint32_t id, size_t offset, size_t n);
+  void copy_chunk(size_t region, size_t global_chunk);
+  void complete_if_done() noexcept;
+
+  const size_t header_bytes_;
+  const size_t chunk_;
+  const int chunk_shift_;
+  std::vector<TrackedArrayBase*> arrays_;
+  std::vector<Region> regions_;
+  std::vector<uint64_t> copied_;  // one bit per chunk of the active capture
+  size_t total_chunks_ = 0;
+  size_t remaining_ = 0;
+  size_t cursor_ = 0;         // next chunk copy_some looks at
+  size_t cursor_region_ = 0;  // the region that chunk is in
+  std::byte* image_ = nullptr;
+  size_t image_size_ = 0;
+  bool active_ = false;
+  bool complete_ = false;
+  int64_t work_ticks_ = 0;
+  int64_t cow_copies_ = 0;
+};
+
+// Hands out an image's regions in order, to the restore() of the state objects that registered
+// them (in the same order).
+class RegionReader {
+ public:
+  RegionReader(std::span<const std::byte> image, std::vector<StateCapture::RegionInfo> regions)
+      : image_(image), regions_(std::move(regions)) {}
+  std::span<const std::byte> next() {
+    if (next_ >= regions_.size()) return {};
+    const StateCapture::RegionInfo& r = regions_[next_++];
+    return image_.subspan(r.offset, r.bytes);
+  }
+  bool done() const noexcept { return next_ == regions_.size(); }
+
+ private:
+  std::span<const std::byte> image_;
+  std::vector<StateCapture::RegionInfo> regions_;
+  size_t next_ = 0;
+};
+
+inline void TrackedArrayBase::note_write(size_t offset, size_t n) {
+  if (capture_->active_) [[unlikely]] {
+    capture_->before_write(id_, offset, n);
+  }
+}
+
+// A growable contiguous array of trivially copyable T whose writes a snapshot can intercept.
+// Reads are plain; every write goes through mut() / mut_range() (declare, then write exactly
+// that range). Not movable: the capture holds its address.
+template <typename T>
+class TrackedArray final : public TrackedArrayBase {
+  static_assert(std::is_trivially_copyable_v<T>);
+
+ public:
+  TrackedArray(StateCapture& capture, std::string_view name)
+      : TrackedArrayBase(capture, name, sizeof(T)) {}
+
+  size_t size() const noexcept { return size_; }
+  size_t capacity() const noexcept { return capacity_; }
+  const T* data() const noexcept { return reinterpret_cast<const T*>(data_); }
+  const T& operator[](size_t i) const noexcept {
+    assert(i < capacity_);
+    return data()[i];
+  }
+
+  T& mut(size_t i) {
+    assert(i < capacity_);
+    note_write(i * sizeof(T), sizeof(T));
+    return mutable_data()[i];
+  }
+  T* mut_range(size_t i, size_t n) {
+    assert(i + n <= capacity_);
+    note_write(i * sizeof(T), n * sizeof(T));
+    return mutable_data() + i;
+  }
+
+  // The extent a snapshot captures. REQUIRES: n <= capacity(). Elements past the old size keep
+  // whatever they held (zero if never written).
+  void set_size(size_t n) noexcept {
+    assert(n <= capacity_);
+    size_ = n;
+  }
+  // Capacity >= n, keeping the first `keep` elements; new memory is zero.
+  void reserve(size_t n, size_t keep) {
+    if (n > capacity_) reallocate(n, keep);
+  }
+  // Takes over a block from allocate_zeroed of `capacity` elements, `size` of them in use.
+  void adopt_block(T* block, size_t capacity, size_t size) {
+    adopt(reinterpret_cast<std::byte*>(block), capacity, size);
+  }
+  // Replaces the contents from a snapshot region (capacity >= the region's element count).
+  absl::Status assign_bytes(std::span<const std::byte> bytes, size_t capacity) {
+    return assign(bytes, capacity);
+  }
+
+ private:
+  T* mutable_data() noexcept { return reinterpret_cast<T*>(data_); }
+};
+
+// Open-addressing table over one TrackedArray of slots. Slot: trivially copyable, with a member
+// `key` of type Slot::Key (equality-comparable; the value-initialised key means "empty") and a
+// static `uint64_t hash(const Key&)`.
+template <typename Slot>
+class FlatTable {
+ public:
+  using Key = typename Slot::Key;
+  static constexpr size_t kMinCapacity = 16;
+
+  FlatTable(StateCapture& capture, std::string_view name)
+      : slots_(capture, std::string(name) + ".slots"), meta_(capture, std::string(name) + ".meta") {
+    meta_.reserve(1, 0);
+    meta_.set_size(1);
+    slots_.reserve(kMinCapacity, 0);
+    slots_.set_size(kMinCapacity);
+    set_shift();
+  }
+
+  size_t size() const noexcept { return meta_[0].count; }
+  size_t capacity() const noexcept { return slots_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+
+  static bool is_empty_key(const Key& k) noexcept { return k == Key{}; }
+
+  // Index of the slot holding `key`, or -1.
+  int64_t find_index(const Key& key) const noexcept {
+    assert(!is_empty_key(key));
+    const size_t mask = capacity() - 1;
+    for (size_t i = home(key);; i = (i + 1) & mask) {
+      const Slot& s = slots_[i];
+      if (s.key == key) return static_cast<int64_t>(i);
+      if (is_empty_key(s.key)) return -1;
+    }
+  }
+  const Slot* find(const Key& key) const noexcept {
+    const int64_t i = find_index(key);
+    return i < 0 ? nullptr : &slots_[static_cast<size_t>(i)];
+  }
+  // The slot's home line, for software prefetching ahead of a lookup.
+  const Slot* home_slot(const Key& key) const noexcept { return &slots_[home(key)]; }
+
+  // The slot of `key`, inserted (zero but for the key) if absent. Indexes change when the table
+  // grows, so use the returned one.
+  std::pair<size_t, bool> insert(const Key& key) {
+    assert(!is_empty_key(key));
+    if ((size() + 1) * 4 > capacity() * 3) grow();
+    const size_t mask = capacity() - 1;
+    size_t i = home(key);
+    for (;; i = (i + 1) & mask) {
+      const Slot& s = slots_[i];
+      if (s.key == key) return {i, false};
+      if (is_empty_key(s.key)) break;
+    }
+    slots_.mut(i).key = key;
+    ++meta_.mut(0).count;
+    return {i, true};
+  }
+
+  const Slot& at(size_t i) const noexcept { return slots_[i]; }
+  Slot& mut(size_t i) { return slots_.mut(i); }
+
+  // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole.
+  void erase_at(size_t i) {
+    const size_t mask = capacity() - 1;
+    size_t hole = i;
+    for (size_t k = (i + 1) & mask;; k = (k + 1) & mask) {
+      const Slot& s = slots_[k];
+      if (is_empty_key(s.key)) break;
+      const size_t from_home = (k - home(s.key)) & mask;
+      const size_t from_hole = (k - hole) & mask;
+      if (from_home >= from_hole) {
+        slots_.mut(hole) = s;
+        hole = k;
+      }
+    }
+    slots_.mut(hole) = Slot{};
+    --meta_.mut(0).count;
+  }
+
+  // Calls f(slot) for every occupied slot, in slot order.
+  template <typename F>
+  void for_each(F&& f) const {
+    const size_t n = capacity();
+    for (size_t i = 0; i < n; ++i) {
+      const Slot& s = slots_[i];
+      if (!is_empty_key(s.key)) f(s);
+    }
+  }
+
+  // Restores from the next snapshot regions (slots, then meta), checking what can be checked.
+  absl::Status restore(RegionReader& in);
+
+ private:
+  struct Meta {
+    uint64_t count = 0;
+  };
+
+  size_t home(const Key& key) const noexcept {
+    return static_cast<size_t>(Slot::hash(key) >> shift_);
+  }
+  void set_shift() noexcept { shift_ = 64 - std::countr_zero(capacity()); }
+
+  void grow() {
+    const size_t old_cap = capacity();
+    const size_t new_cap = old_cap * 2;
+    auto* block = reinterpret_cast<Slot*>(allocate_zeroed(new_cap * sizeof(Slot)));
+    const int new_shift = 64 - std::countr_zero(new_cap);
+    const size_t mask = new_cap - 1;
+    for (size_t i = 0; i < old_cap; ++i) {
+      const Slot& s = slots_[i];
+      if (is_empty_key(s.key)) continue;
+      size_t j = static_cast<size_t>(Slot::hash(s.key) >> new_shift);
+      while (!is_empty_key(block[j].key)) j = (j + 1) & mask;
+      block[j] = s;
+    }
+    slots_.adopt_block(block, new_cap, new_cap);
+    set_shift();
+  }
+
+  TrackedArray<Slot> slots_;
+  TrackedArray<Meta> meta_;
+  int shift_ = 64;
+};
+
+template <typename Slot>
+absl::Status FlatTable<Slot>::restore(RegionReader& in) {
+  const std::span<const std::byte> slots = in.next();
+  const std::span<const std::byte> meta = in.next();
+  const size_t n = slots.size() / sizeof(Slot);
+  if (n < kMinCapacity || !std::has_single_bit(n) || slots.size() % sizeof(Slot) != 0) {
+    return absl::DataLossError(slots_.name() + ": slot array size is not a power of two");
+  }
+  if (meta.size() != sizeof(Meta)) return absl::DataLossError(meta_.name() + ": bad size");
+  Meta m;
+  std::memcpy(&m, meta.data(), sizeof(Meta));
+  if (m.count * 4 > n * 3) return absl::DataLossError(meta_.name() + ": count over the load limit");
+  if (absl::Status s = slots_.assign_bytes(slots, n); !s.ok()) return s;
+  if (absl::Status s = meta_.assign_bytes(meta, 1); !s.ok()) return s;
+  set_shift();
+  size_t occupied = 0;
+  for_each([&](const Slot&) { ++occupied; });
+  if (occupied != m.count) {
+    return absl::DataLossError(meta_.name() + ": count does not match the occupied slots");
+  }
+  return absl::OkStatus();
+}
+
+// Count and sum of the entries of a window.
+struct WindowStats {
+  int64_t count = 0;
+  Int128 sum = 0;
+};
+
+// Per-key time-ordered entries (Entry: trivially copyable, `int64_t time` member; an
+// `int64_t amount` member, if present, is what query() sums). Entries of equal time keep their
+// insertion order.
+template <typename Entry, size_t kInline>
+class HistoryState {
+ public:
+  struct Slot {
+    using Key = uint64_t;
+    uint64_t key = 0;
+    uint32_t count = 0;
+    uint32_t run = 0;  // count > kInline: offset of the run's header unit in the pool
+    Entry inline_entries[kInline] = {};
+    static uint64_t hash(uint64_t k) noexcept { return state_hash(k); }
+  };
+
+  HistoryState(StateCapture& capture, std::string_view name)
+      : table_(capture, name),
+        pool_(capture, std::string(name) + ".pool"),
+        meta_(capture, std::string(name) + ".pool_meta") {
+    meta_.reserve(1, 0);
+    meta_.set_size(1);
+    Meta& m = meta_.mut(0);
+    for (uint32_t& head : m.free_heads) head = kNil;
+  }
+
+  size_t keys() const noexcept { return table_.size(); }
+  size_t entries() const noexcept { return meta_[0].entries; }
+  size_t pool_units() const noexcept { return pool_.size(); }
+  const FlatTable<Slot>& table() const noexcept { return table_; }
+
+  // The entries of `key` (empty if none), valid until the next change.
+  std::span<const Entry> get(uint64_t key) const noexcept {
+    const Slot* s = table_.find(key);
+    if (s == nullptr) return {};
+    return {entries_of(*s), s->count};
+  }
+
+  // Count (and sum of amounts) of the entries of `key` with lo < time <= hi.
+  WindowStats query(uint64_t key, int64_t lo, int64_t hi) const noexcept {
+    const std::span<const Entry> v = get(key);
+    return window(v.data(), v.size(), lo, hi);
+  }
+
+  // Adds `e` after the last entry of `key` with time <= e.time.
+  void add(uint64_t key, const Entry& e) { add_at(table_.insert(key).first, e); }
+
+  // query(key, lo, hi) of the entries before `e`, then add(key, e): one lookup for both.
+  WindowStats query_then_add(uint64_t key, int64_t lo, int64_t hi, const Entry& e) {
+    const size_t i = table_.insert(key).first;
+    const Slot& s = table_.at(i);
+    const WindowStats stats = window(entries_of(s), s.count, lo, hi);
+    add_at(i, e);
+    return stats;
+  }
+
+ private:
+  static WindowStats window(const Entry* v, size_t n, int64_t lo, int64_t hi) noexcept {
+    WindowStats stats;
+    const Entry* first =
+        std::upper_bound(v, v + n, lo, [](int64_t t, const Entry& e) { return t < e.time; });
+    for (const Entry* e = first; e != v + n && e->time <= hi; ++e) {
+      ++stats.count;
+      if constexpr (requires { e->amount; }) stats.sum += e->amount;
+    }
+    return stats;
+  }
+
+  void add_at(size_t i, const Entry& e) {
+    const Slot& s = table_.at(i);
+    const uint32_t n = s.count;
+    if (n < kInline) {
+      Slot& w = table_.mut(i);
+      const size_t at = position(w.inline_entries, n, e.time);
+      std::memmove(&w.inline_entries[at + 1], &w.inline_entries[at], (n - at) * sizeof(Entry));
+      w.inline_entries[at] = e;
+      w.count = n + 1;
+    } else if (n == kInline) {
+      const uint32_t run = allocate_run(0);
+      Entry* dst = pool_.mut_range(run + 1, n + 1);
+      const size_t at = position(s.inline_entries, n, e.time);
+      std::memcpy(dst, s.inline_entries, at * sizeof(Entry));
+      dst[at] = e;
+      std::memcpy(dst + at + 1, s.inline_entries + at, (n - at) * sizeof(Entry));
+      Slot& w = table_.mut(i);
+      for (Entry& x : w.inline_entries) x = Entry{};
+      w.run = run;
+      w.count = n + 1;
+    } else {
+      uint32_t run = s.run;
+      if (n == run_capacity(run)) run = move_run(run, n, run_class(run) + 1);
+      const Entry* v = pool_.data() + run + 1;
+      const size_t at = position(v, n, e.time);
+      Entry* w = pool_.mut_range(run + 1 + at, n - at + 1);
+      std::memmove(w + 1, w, (n - at) * sizeof(Entry));
+      w[0] = e;
+      Slot& ws = table_.mut(i);
+      ws.run = run;
+      ws.count = n + 1;
+    }
+    ++meta_.mut(0).entries;
+  }
+
+ public:
+  // Drops the entries of `key` with time <= cutoff; forgets the key when none is left.
+  void evict(uint64_t key, int64_t cutoff) {
+    const int64_t found = table_.find_index(key);
+    if (found < 0) return;
+    const auto i = static_cast<size_t>(found);
+    const Slot& s = table_.at(i);
+    const uint32_t n = s.count;
+    const Entry* v = entries_of(s);
+    const auto k = static_cast<uint32_t>(
+        std::upper_bound(v, v + n, cutoff, [](int64_t t, const Entry& e) { return t < e.time; }) -
+        v);
+    if (k == 0) return;
+    meta_.mut(0).entries -= k;
+    const uint32_t left = n - k;
+    if (left == 0) {
+      if (n > kInline) free_run(s.run);
+      table_.erase_at(i);
+      return;
+    }
+    if (n <= kInline) {
+      Slot& w = table_.mut(i);
+      std::memmove(&w.inline_entries[0], &w.inline_entries[k], left * sizeof(Entry));
+      for (uint32_t j = left; j < n; ++j) w.inline_entries[j] = Entry{};
+      w.count = left;
+      return;
+    }
+    const uint32_t run = s.run;
+    if (left <= kInline) {
+      Slot& w = table_.mut(i);
+      std::memcpy(w.inline_entries, pool_.data() + run + 1 + k, left * sizeof(Entry));
+      w.count = left;
+      w.run = 0;
+      free_run(run);
+      return;
+    }
+    const uint32_t cls = run_class(run);
+    if (cls > 0 && left <= run_capacity(run) / 4) {
+      // Shrink so a burst does not pin a large run: copy the survivors into a smaller class.
+      const uint32_t smaller = allocate_run(cls - 1);
+      std::memcpy(pool_.mut_range(smaller + 1, left), pool_.data() + run + 1 + k,
+                  left * sizeof(Entry));
+      free_run(run);
+      Slot& w = table_.mut(i);
+      w.run = smaller;
+      w.count = left;
+      return;
+    }
+    Entry* w = pool_.mut_range(run + 1, left);
+    std::memmove(w, w + k, left * sizeof(Entry));
+    table_.mut(i).count = left;
+  }
+
+  template <typename F>
+  void for_each(F&& f) const {
+    table_.for_each(
+        [&](const Slot& s) { f(s.key, std::span<const Entry>(entries_of(s), s.count)); });
+  }
+
+  absl::Status restore(RegionReader& in);
+
+ private:
+  static constexpr uint32_t kNil = UINT32_MAX;
+  static constexpr int kClasses = 27;
+  static constexpr uint32_t kMinRunUnits = 8;  // class c: 8 << c units, one of them the header
+  static_assert(sizeof(Entry) >= 8, "a run header must fit in one entry");
+  static_assert(kInline + 1 <= kMinRunUnits - 1);
+
+  struct Meta {
+    uint64_t entries = 0;
+    uint32_t free_heads[kClasses] = {};
+    uint32_t reserved = 0;
+  };
+  struct RunHeader {
+    uint32_t cls = 0;
+    uint32_t next_free = 0;
+  };
+
+  static size_t position(const Entry* v, size_t n, int64_t time) noexcept {
+    // Out-of-order entries land near the back: scan back from the end.
+    size_t at = n;
+    while (at > 0 && v[at - 1].time > time) --at;
+    return at;
+  }
+  const Entry* entries_of(const Slot& s) const noexcept {
+    return s.count <= kInline ? s.inline_entries : pool_.data() + s.run + 1;
+  }
+  RunHeader header(uint32_t run) const noexcept {
+    RunHeader h;
+    std::memcpy(static_cast<void*>(&h), static_cast<const void*>(&pool_[run]), sizeof(h));
+    return h;
+  }
+  void set_header(uint32_t run, RunHeader h) {
+    std::memcpy(static_cast<void*>(&pool_.mut(run)), &h, sizeof(h));
+  }
+  uint32_t run_class(uint32_t run) const noexcept { return header(run).cls; }
+  uint32_t run_capacity(uint32_t run) const noexcept {
+    return (kMinRunUnits << run_class(run)) - 1;
+  }
+
+  uint32_t allocate_run(uint32_t cls) {
+    uint32_t run = meta_[0].free_heads[cls];
+    if (run != kNil) {
+      meta_.mut(0).free_heads[cls] = header(run).next_free;
+    } else {
+      const size_t units = size_t{kMinRunUnits} << cls;
+      const size_t used = pool_.size();
+      if (used + units > kNil) abort_pool_full();
+      if (used + units > pool_.capacity()) {
+        pool_.reserve(std::max(used + units, std::max<size_t>(pool_.capacity() * 2, 1024)), used);
+      }
+      pool_.set_size(used + units);
+      run = static_cast<uint32_t>(used);
+    }
+    set_header(run, RunHeader{cls, 0});
+    return run;
+  }
+  void free_run(uint32_t run) {
+    const uint32_t cls = run_class(run);
+    set_header(run, RunHeader{cls, meta_[0].free_heads[cls]});
+    meta_.mut(0).free_heads[cls] = run;
+  }
+  // Copies n entries to a new run of class `cls` and frees the old one.
+  uint32_t move_run(uint32_t run, uint32_t n, uint32_t cls) {
+    if (cls >= kClasses) abort_pool_full();
+    const uint32_t to = allocate_run(cls);
+    std::memcpy(pool_.mut_range(to + 1, n), pool_.data() + run + 1, n * sizeof(Entry));
+    free_run(run);
+    return to;
+  }
+  [[noreturn]] static void abort_pool_full();
+
+  FlatTable<Slot> table_;
+  TrackedArray<Entry> pool_;
+  TrackedArray<Meta> meta_;
+};
+
+[[noreturn]] void abort_state_pool_full();
+
+template <typename Entry, size_t kInline>
+void HistoryState<Entry, kInline>::abort_pool_full() {
+  abort_state_pool_full();
+}
+
+template <typename Entry, size_t kInline>
+absl::Status HistoryState<Entry, kInline>::restore(RegionReader& in) {
+  if (absl::Status s = table_.restore(in); !s.ok()) return s;
+  const std::span<const std::byte> pool = in.next();
+  const std::span<const std::byte> pool_meta = in.next();
+  if (pool.size() % sizeof(Entry) != 0 || pool.size() / sizeof(Entry) >= kNil) {
+    return absl::DataLossError(pool_.name() + ": bad size");
+  }
+  if (pool_meta.size() != sizeof(Meta)) return absl::DataLossError(meta_.name() + ": bad size");
+  const size_t units = pool.size() / sizeof(Entry);
+  if (absl::Status s = pool_.assign_bytes(pool, units); !s.ok()) return s;
+  if (absl::Status s = meta_.assign_bytes(pool_meta, 1); !s.ok()) return s;
+  // Every reference must stay inside the pool: a bad one would read or write out of bounds.
+  uint64_t total = 0;
+  bool ok = true;
+  table_.for_each([&](const Slot& s) {
+    total += s.count;
+    if (s.count > kInline) {
+      if (static_cast<size_t>(s.run) + 1 > units) {
+        ok = false;
+        return;
+      }
+      const RunHeader h = header(s.run);
+      if (h.cls >= kClasses || s.run + (size_t{kMinRunUnits} << h.cls) > units ||
+          s.count > run_capacity(s.run)) {
+        ok = false;
+      }
+    }
+  });
+  for (uint32_t head : meta_[0].free_heads) ok = ok && (head == kNil || head < units);
+  if (!ok || total != meta_[0].entries) {
+    return absl::DataLossError(pool_.name() + ": inconsistent run references");
+  }
+  return absl::OkStatus();
+}
+
+// A per-key map from a 32-bit user key to a trivially copyable Value (Flink's MapState), as one
+// FlatTable keyed by (key, user key). The value-initialised Value is "absent": put() of it
+// erases, so an account whose values all return to zero holds no state.
+template <typename Value>
+class MapState {
+ public:
+  struct Key {
+    uint64_t key = 0;
+    uint32_t user_key = 0;
+    uint32_t reserved = 0;
+    bool operator==(const Key&) const = default;
+  };
+  struct Slot {
+    using Key = MapState::Key;
+    Key key;
+    Value value{};
+    static uint64_t hash(const Key& k) noexcept {
+      return state_hash(k.key ^ (uint64_t{k.user_key} * 0x9e3779b97f4a7c15ull));
+    }
+  };
+
+  MapState(StateCapture& capture, std::string_view name) : table_(capture, name) {}
+
+  Value get(uint64_t key, uint32_t user_key) const noexcept {
+    const Slot* s = table_.find(Key{key, user_key});
+    return s == nullptr ? Value{} : s->value;
+  }
+  void put(uint64_t key, uint32_t user_key, const Value& value) {
+    if (value == Value{}) {
+      const int64_t i = table_.find_index(Key{key, user_key});
+      if (i >= 0) table_.erase_at(static_cast<size_t>(i));
+      return;
+    }
+    const size_t i = table_.insert(Key{key, user_key}).first;
+    table_.mut(i).value = value;
+  }
+  size_t size() const noexcept { return table_.size(); }
+  const FlatTable<Slot>& table() const noexcept { return table_; }
+  const Slot* home_slot(uint64_t key, uint32_t user_key) const noexcept {
+    return table_.home_slot(Key{key, user_key});
+  }
+  template <typename F>
+  void for_each(F&& f) const {
+    table_.for_each([&](const Slot& s) { f(s.key.key, s.key.user_key, s.value); });
+  }
+  absl::Status restore(RegionReader& in) { return table_.restore(in); }
+
+ private:
+  FlatTable<Slot> table_;
+};
+
+// A single trivially copyable record kept as a one-element region (a shard's clock and such).
+template <typename T>
+class ValueState {
+ public:
+  ValueState(StateCapture& capture, std::string_view name) : array_(capture, name) {
+    array_.reserve(1, 0);
+    array_.set_size(1);
+    array_.mut(0) = T{};
+  }
+  const T& get() const noexcept { return array_[0]; }
+  T& mut() { return array_.mut(0); }
+  absl::Status restore(RegionReader& in) {
+    const std::span<const std::byte> bytes = in.next();
+    if (bytes.size() != sizeof(T)) return absl::DataLossError(array_.name() + ": bad size");
+    return array_.assign_bytes(bytes, 1);
+  }
+
+ private:
+  TrackedArray<T> array_;
+};
+
+// An event-time timer: fire `key` once the watermark reaches `time`.
+struct Timer {
+  int64_t time = 0;
+  uint64_t key = 0;
+  bool operator==(const Timer&) const = default;
+};
+
+// Event-time timers in time order: a FIFO ring for timers that arrive in order, a binary heap
+// for the rest. Timers equal to the last one registered are dropped (they would fire together).
+class TimerQueue {
+ public:
+  TimerQueue(StateCapture& capture, std::string_view name);
+
+  void add(int64_t time, uint64_t key);
+
+  // Pops every timer with time <= now in time order, calling fire(key, time) for each.
+  template <typename F>
+  void advance(int64_t now, F&& fire) {
+    for (;;) {
+      const Meta& m = meta_[0];
+      const bool has_fifo = m.fifo_count > 0;
+      const bool has_heap = m.heap_size > 0;
+      if (!has_fifo && !has_heap) return;
+      const Timer* f = has_fifo ? &ring_[m.fifo_head] : nullptr;
+      const Timer* h = has_heap ? &heap_[0] : nullptr;
+      const bool from_fifo = f != nullptr && (h == nullptr || f->time <= h->time);
+      const Timer t = from_fifo ? *f : *h;
+      if (t.time > now) return;
+      if (from_fifo) {
+        pop_fifo();
+      } else {
+        pop_heap();
+      }
+      fire(t.key, t.time);
+    }
+  }
+
+  size_t size() const noexcept { return meta_[0].fifo_count + meta_[0].heap_size; }
+  size_t heap_size() const noexcept { return meta_[0].heap_size; }
+  // Calls f(timer) for every timer, in no particular order.
+  template <typename F>
+  void for_each(F&& f) const {
+    const Meta& m = meta_[0];
+    const size_t mask = ring_.size() - 1;
+    for (uint64_t i = 0; i < m.fifo_count; ++i) f(ring_[(m.fifo_head + i) & mask]);
+    for (uint64_t i = 0; i < m.heap_size; ++i) f(heap_[i]);
+  }
+  // The key of the timer `ahead` places behind the FIFO's front (for prefetching), or 0.
+  uint64_t fifo_key_ahead(size_t ahead) const noexcept {
+    const Meta& m = meta_[0];
+    if (ahead >= m.fifo_count) return 0;
+    return ring_[(m.fifo_head + ahead) & (ring_.size() - 1)].key;
+  }
+
+  absl::Status restore(RegionReader& in);
+
+ private:
+  struct Meta {
+    uint64_t fifo_head = 0;
+    uint64_t fifo_count = 0;
+    uint64_t heap_size = 0;
+    Timer last;  // the last timer added (for dropping repeats)
+  };
+  static bool less(const Timer& a, const Timer& b) noexcept {
+    return a.time < b.time || (a.time == b.time && a.key < b.key);
+  }
+  void pop_fifo();
+  void pop_heap();
+
+  TrackedArray<Timer> ring_;
+  TrackedArray<Timer> heap_;
+  TrackedArray<Meta> meta_;
+};
+
+// One shard's store: the capture and, through it, every array of every state object built on
+// it. Processors declare their state (HistoryState, FlatTable, TimerQueue) with the store's
+// capture at construction; the order of construction is the order of regions in a snapshot.
+class StateStore {
+ public:
+  struct Options {
+    size_t header_bytes = 128;  // left free at the start of an image (the snapshot header)
+    size_t chunk_bytes = 4096;  // copy-on-write granularity
+  };
+  explicit StateStore(Options options) : capture_(options.header_bytes, options.chunk_bytes) {}
+  StateStore() : StateStore(Options{}) {}
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
+
+  StateCapture& capture() noexcept { return capture_; }
+  const StateCapture& capture() const noexcept { return capture_; }
+
+ private:
+  StateCapture capture_;
+};
+
+}  // namespace sluice
+
+#endif  // SLUICE_PIPELINE_STATE_STORE_H_

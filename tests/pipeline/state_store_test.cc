@@ -1,0 +1,397 @@
+// The state store's containers against std:: models on random operations, and the
+// copy-on-write capture against a synchronous copy taken at the same moment.
+#include "pipeline/state_store.h"
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <utility>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace sluice {
+namespace {
+
+struct KvSlot {
+  using Key = uint64_t;
+  uint64_t key = 0;
+  uint64_t value = 0;
+  static uint64_t hash(uint64_t k) noexcept { return state_hash(k); }
+};
+
+// A slot whose hash is the key itself: keys that are multiples of the capacity collide, so
+// clusters, wrap-around and backward shifts are exercised on purpose.
+struct CollidingSlot {
+  using Key = uint64_t;
+  uint64_t key = 0;
+  uint64_t value = 0;
+  static uint64_t hash(uint64_t k) noexcept { return k << 60; }  // 16 homes in any capacity
+};
+
+struct Entry {
+  int64_t time = 0;
+  int64_t amount = 0;
+};
+
+template <typename Slot>
+void check_table_against_model(uint64_t seed, uint64_t key_range, int ops) {
+  StateStore store;
+  FlatTable<Slot> table(store.capture(), "t");
+  std::map<uint64_t, uint64_t> model;
+  std::mt19937_64 rng(seed);
+  for (int op = 0; op < ops; ++op) {
+    const uint64_t key = 1 + rng() % key_range;
+    if (rng() % 3 != 0) {
+      const auto [i, inserted] = table.insert(key);
+      EXPECT_EQ(inserted, model.count(key) == 0);
+      table.mut(i).value = key * 7 + static_cast<uint64_t>(op);
+      model[key] = key * 7 + static_cast<uint64_t>(op);
+    } else {
+      const int64_t i = table.find_index(key);
+      ASSERT_EQ(i >= 0, model.count(key) == 1) << "key " << key;
+      if (i >= 0) table.erase_at(static_cast<size_t>(i));
+      model.erase(key);
+    }
+    if (op % 97 == 0 || op == ops - 1) {
+      ASSERT_EQ(table.size(), model.size());
+      for (uint64_t k = 1; k <= key_range; ++k) {
+        const Slot* s = table.find(k);
+        auto it = model.find(k);
+        ASSERT_EQ(s != nullptr, it != model.end()) << "key " << k << " after op " << op;
+        if (s != nullptr) {
+          ASSERT_EQ(s->value, it->second);
+        }
+      }
+      size_t seen = 0;
+      table.for_each([&](const Slot& s) {
+        ++seen;
+        EXPECT_EQ(model.at(s.key), s.value);
+      });
+      EXPECT_EQ(seen, model.size());
+      EXPECT_LE(table.size() * 4, table.capacity() * 3);
+    }
+  }
+}
+
+TEST(FlatTable, RandomInsertsAndErasesMatchAStdMapThroughGrowth) {
+  check_table_against_model<KvSlot>(1, 3'000, 40'000);
+}
+
+TEST(FlatTable, BackwardShiftKeepsEveryKeyReachableInCollidingClusters) {
+  // Every key hashes to one of 16 homes: long clusters that wrap around the end of the array.
+  check_table_against_model<CollidingSlot>(2, 200, 20'000);
+}
+
+TEST(FlatTable, EraseLeavesNoTombstonesSoAnEmptiedTableIsAllZero) {
+  StateStore store;
+  FlatTable<CollidingSlot> table(store.capture(), "t");
+  for (uint64_t k = 1; k <= 10; ++k) table.insert(k);
+  for (uint64_t k = 1; k <= 10; ++k) table.erase_at(static_cast<size_t>(table.find_index(k)));
+  EXPECT_EQ(table.size(), 0u);
+  for (size_t i = 0; i < table.capacity(); ++i) EXPECT_EQ(table.at(i).key, 0u) << i;
+}
+
+// ---- HistoryState ----------------------------------------------------------------------------
+
+using TestHistory = HistoryState<Entry, 3>;
+using Model = std::map<uint64_t, std::vector<Entry>>;
+
+void model_add(Model& m, uint64_t key, Entry e) {
+  auto& v = m[key];
+  auto at = std::upper_bound(v.begin(), v.end(), e.time,
+                             [](int64_t t, const Entry& x) { return t < x.time; });
+  v.insert(at, e);
+}
+void model_evict(Model& m, uint64_t key, int64_t cutoff) {
+  auto it = m.find(key);
+  if (it == m.end()) return;
+  auto& v = it->second;
+  v.erase(v.begin(),
+          std::find_if(v.begin(), v.end(), [&](const Entry& e) { return e.time > cutoff; }));
+  if (v.empty()) m.erase(it);
+}
+
+void expect_same(const TestHistory& h, const Model& m) {
+  size_t entries = 0;
+  for (const auto& [key, v] : m) {
+    const auto got = h.get(key);
+    ASSERT_EQ(got.size(), v.size()) << "key " << key;
+    for (size_t i = 0; i < v.size(); ++i) {
+      ASSERT_EQ(got[i].time, v[i].time) << "key " << key << " entry " << i;
+      ASSERT_EQ(got[i].amount, v[i].amount) << "key " << key << " entry " << i;
+    }
+    entries += v.size();
+  }
+  EXPECT_EQ(h.keys(), m.size());
+  EXPECT_EQ(h.entries(), entries);
+}
+
+TEST(HistoryState, RandomAddsEvictsAndQueriesMatchAModelAcrossInlineAndPoolRuns) {
+  StateStore store;
+  TestHistory h(store.capture(), "h");
+  Model model;
+  std::mt19937_64 rng(3);
+  int64_t now = 1'000;
+  for (int op = 0; op < 60'000; ++op) {
+    // Bursty keys: a few get hundreds of entries (large runs), most a handful (inline).
+    const uint64_t key = rng() % 10 == 0 ? 1 + rng() % 3 : 4 + rng() % 400;
+    const int r = static_cast<int>(rng() % 100);
+    if (r < 60) {
+      now += static_cast<int64_t>(rng() % 5);
+      const int64_t t = now - static_cast<int64_t>(rng() % 4 == 0 ? rng() % 50 : 0);
+      const Entry e{t, static_cast<int64_t>(rng() % 1000)};
+      h.add(key, e);
+      model_add(model, key, e);
+    } else if (r < 90) {
+      const int64_t cutoff = now - static_cast<int64_t>(rng() % 400);
+      h.evict(key, cutoff);
+      model_evict(model, key, cutoff);
+    } else {
+      const int64_t hi = now - static_cast<int64_t>(rng() % 100);
+      const int64_t lo = hi - static_cast<int64_t>(rng() % 200);
+      const WindowStats got = h.query(key, lo, hi);
+      int64_t count = 0;
+      Int128 sum = 0;
+      if (auto it = model.find(key); it != model.end()) {
+        for (const Entry& e : it->second) {
+          if (e.time > lo && e.time <= hi) {
+            ++count;
+            sum += e.amount;
+          }
+        }
+      }
+      ASSERT_EQ(got.count, count) << "op " << op;
+      ASSERT_TRUE(got.sum == sum) << "op " << op;
+    }
+    if (op % 1000 == 0) expect_same(h, model);
+  }
+  expect_same(h, model);
+}
+
+TEST(HistoryState, FreedRunsAreReusedSoTheSteadyStatePoolStopsGrowing) {
+  StateStore store;
+  TestHistory h(store.capture(), "h");
+  // A sliding window over 50 keys of ~20 entries each: runs are allocated and freed forever.
+  int64_t t = 0;
+  size_t pool_after_warmup = 0;
+  for (int round = 0; round < 400; ++round) {
+    for (uint64_t key = 1; key <= 50; ++key) h.add(key, Entry{++t, 1});
+    for (uint64_t key = 1; key <= 50; ++key) h.evict(key, t - 1'000);
+    if (round == 100) pool_after_warmup = h.pool_units();
+  }
+  EXPECT_GT(pool_after_warmup, 0u);
+  EXPECT_EQ(h.pool_units(), pool_after_warmup);
+  // Everything evicted: no key, no entry.
+  for (uint64_t key = 1; key <= 50; ++key) h.evict(key, t);
+  EXPECT_EQ(h.keys(), 0u);
+  EXPECT_EQ(h.entries(), 0u);
+}
+
+TEST(HistoryState, EqualTimesKeepInsertionOrder) {
+  StateStore store;
+  TestHistory h(store.capture(), "h");
+  for (int64_t i = 0; i < 20; ++i) h.add(9, Entry{i % 2 == 0 ? 100 : 50, i});
+  const auto v = h.get(9);
+  ASSERT_EQ(v.size(), 20u);
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(v[i].amount, static_cast<int64_t>(2 * i + 1));
+  for (size_t i = 0; i < 10; ++i) EXPECT_EQ(v[10 + i].amount, static_cast<int64_t>(2 * i));
+}
+
+// ---- TimerQueue --------------------------------------------------------------------------------
+
+TEST(TimerQueue, FiresEveryTimerOnceInTimeOrderWhetherAddedInOrderOrNot) {
+  StateStore store;
+  TimerQueue q(store.capture(), "q");
+  std::mt19937_64 rng(4);
+  std::multiset<std::pair<int64_t, uint64_t>> model;
+  int64_t now = 0, clock = 0;
+  for (int op = 0; op < 50'000; ++op) {
+    if (rng() % 3 != 0) {
+      clock += static_cast<int64_t>(rng() % 10);
+      const int64_t t = clock - static_cast<int64_t>(rng() % 5 == 0 ? rng() % 100 : 0);
+      const uint64_t key = 1 + rng() % 1000;
+      q.add(t, key);
+      model.insert({t, key});
+    } else {
+      now += static_cast<int64_t>(rng() % 30);
+      std::vector<std::pair<int64_t, uint64_t>> fired;
+      q.advance(now, [&](uint64_t key, int64_t time) { fired.emplace_back(time, key); });
+      std::vector<std::pair<int64_t, uint64_t>> want;
+      while (!model.empty() && model.begin()->first <= now) {
+        want.push_back(*model.begin());
+        model.erase(model.begin());
+      }
+      // Repeats of the last timer added are dropped: compare the distinct timers.
+      want.erase(std::unique(want.begin(), want.end()), want.end());
+      std::vector<std::pair<int64_t, uint64_t>> got_sorted = fired;
+      std::sort(got_sorted.begin(), got_sorted.end());
+      got_sorted.erase(std::unique(got_sorted.begin(), got_sorted.end()), got_sorted.end());
+      ASSERT_EQ(got_sorted, want) << "op " << op;
+      for (size_t i = 1; i < fired.size(); ++i) ASSERT_LE(fired[i - 1].first, fired[i].first);
+    }
+  }
+}
+
+// ---- Capture -----------------------------------------------------------------------------------
+
+// A small store with one of everything.
+struct TestState {
+  explicit TestState(size_t chunk) : store(StateStore::Options{.chunk_bytes = chunk}) {}
+  StateStore store;
+  FlatTable<KvSlot> table{store.capture(), "table"};
+  HistoryState<Entry, 3> history{store.capture(), "history"};
+  TimerQueue timers{store.capture(), "timers"};
+
+  void mutate(std::mt19937_64& rng, int64_t& now, uint64_t key_range) {
+    const uint64_t key = 1 + rng() % key_range;
+    switch (rng() % 6) {
+      case 0:
+      case 1:
+        table.mut(table.insert(key).first).value = rng();
+        break;
+      case 2: {
+        const int64_t i = table.find_index(key);
+        if (i >= 0) table.erase_at(static_cast<size_t>(i));
+        break;
+      }
+      case 3:
+        now += 3;
+        history.add(key, Entry{now - static_cast<int64_t>(rng() % 7), static_cast<int64_t>(key)});
+        timers.add(now + 100 - static_cast<int64_t>(rng() % 7), key);
+        break;
+      case 4:
+        history.evict(key, now - 200);
+        break;
+      default:
+        timers.advance(now - 50, [&](uint64_t k, int64_t) { history.evict(k, now - 150); });
+        break;
+    }
+  }
+
+  std::vector<std::byte> full_image() {
+    StateCapture& c = store.capture();
+    std::vector<std::byte> image(c.image_bytes());
+    c.begin(image.data(), image.size());
+    c.finish();
+    c.take();
+    return image;
+  }
+};
+
+TEST(StateCapture, AnImageTakenOverManyWritesEqualsTheStateAtBegin) {
+  for (size_t chunk : {64u, 4096u}) {
+    SCOPED_TRACE(chunk);
+    TestState s(chunk);
+    std::mt19937_64 rng(5);
+    int64_t now = 0;
+    for (int i = 0; i < 20'000; ++i) s.mutate(rng, now, 2'000);
+    for (int round = 0; round < 10; ++round) {
+      const std::vector<std::byte> want = s.full_image();
+      StateCapture& c = s.store.capture();
+      std::vector<std::byte> image(c.image_bytes());
+      c.begin(image.data(), image.size());
+      // Keep writing while the copy trickles: copy-on-write must preserve the state at begin.
+      int64_t copies_before = c.cow_copies();
+      while (c.active()) {
+        for (int k = 0; k < 50; ++k) s.mutate(rng, now, 500);  // no growth: keys already present
+        c.copy_some(chunk);
+      }
+      ASSERT_TRUE(c.complete());
+      const auto [p, n] = c.take();
+      ASSERT_EQ(n, want.size());
+      EXPECT_TRUE(std::equal(want.begin(), want.end(), p)) << "round " << round;
+      EXPECT_GT(c.cow_copies(), copies_before);
+    }
+  }
+}
+
+TEST(StateCapture, GrowthDuringACaptureFinishesItFirstWithTheOldState) {
+  TestState s(256);
+  std::mt19937_64 rng(6);
+  int64_t now = 0;
+  for (int i = 0; i < 2'000; ++i) s.mutate(rng, now, 100);
+  const std::vector<std::byte> want = s.full_image();
+  StateCapture& c = s.store.capture();
+  std::vector<std::byte> image(c.image_bytes());
+  c.begin(image.data(), image.size());
+  c.copy_some(256);
+  // New keys grow the table (and the pool): the capture must complete before the old arrays go.
+  for (uint64_t k = 1'000; k < 5'000; ++k) s.table.insert(k);
+  ASSERT_FALSE(c.active());
+  ASSERT_TRUE(c.complete());
+  const auto [p, n] = c.take();
+  ASSERT_EQ(n, want.size());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), p));
+}
+
+TEST(StateCapture, ARestoredStoreEqualsTheOriginalAndEvolvesIdentically) {
+  TestState a(4096);
+  std::mt19937_64 rng(7);
+  int64_t now = 0;
+  for (int i = 0; i < 30'000; ++i) a.mutate(rng, now, 3'000);
+  const std::vector<std::byte> image = a.full_image();
+
+  TestState b(4096);
+  auto regions = b.store.capture().parse_directory(image);
+  ASSERT_TRUE(regions.ok()) << regions.status();
+  RegionReader in(image, *regions);
+  ASSERT_TRUE(b.table.restore(in).ok());
+  ASSERT_TRUE(b.history.restore(in).ok());
+  ASSERT_TRUE(b.timers.restore(in).ok());
+  EXPECT_TRUE(in.done());
+  EXPECT_EQ(b.full_image(), image);
+
+  // Same operations from here on: same bytes.
+  std::mt19937_64 ra(8), rb(8);
+  int64_t na = now, nb = now;
+  for (int i = 0; i < 10'000; ++i) {
+    a.mutate(ra, na, 5'000);
+    b.mutate(rb, nb, 5'000);
+  }
+  EXPECT_EQ(a.full_image(), b.full_image());
+}
+
+TEST(StateCapture, ADamagedDirectoryOrRegionIsRejectedNotTrusted) {
+  TestState a(4096);
+  std::mt19937_64 rng(9);
+  int64_t now = 0;
+  for (int i = 0; i < 5'000; ++i) a.mutate(rng, now, 300);
+  for (int64_t t = 0; t < 10; ++t) a.history.add(7, Entry{now + t, 1});  // a run in the pool
+  const std::vector<std::byte> image = a.full_image();
+  {
+    TestState b(4096);
+    std::vector<std::byte> cut(image.begin(), image.end() - 64);
+    EXPECT_FALSE(b.store.capture().parse_directory(cut).ok());
+  }
+  {
+    // A history slot pointing past the pool.
+    TestState b(4096);
+    auto regions = b.store.capture().parse_directory(image);
+    ASSERT_TRUE(regions.ok());
+    std::vector<std::byte> bad = image;
+    const auto& slots = (*regions)[2];  // history.slots (after table.slots, table.meta)
+    bool damaged = false;
+    for (uint64_t off = slots.offset; off < slots.offset + slots.bytes && !damaged; off += 64) {
+      uint32_t count;
+      std::memcpy(&count, bad.data() + off + 8, 4);
+      if (count > 3) {
+        const uint32_t run = 0x7fffffff;
+        std::memcpy(bad.data() + off + 12, &run, 4);
+        damaged = true;
+      }
+    }
+    ASSERT_TRUE(damaged);
+    RegionReader in(bad, *regions);
+    ASSERT_TRUE(b.table.restore(in).ok());
+    EXPECT_FALSE(b.history.restore(in).ok());
+  }
+}
+
+}  // namespace
+}  // namespace sluice
