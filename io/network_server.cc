@@ -450,9 +450,10 @@ class NetworkServer::Impl {
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
   bool wake_armed_ = false;
-  // Dekker-style park flag: wait() stores true, fences, then looks for work; wake() is called
-  // after new work was published, fences, then looks at the flag.
-  std::atomic<bool> parked_{false};
+  // kParked while wait() sleeps (or is about to); kNotified once a wake() came since.
+  static constexpr uint32_t kParked = 1u << 0;
+  static constexpr uint32_t kNotified = 1u << 1;
+  std::atomic<uint32_t> park_state_{0};
 
   mutable std::mutex mu_;
   absl::Status status_;
@@ -746,27 +747,28 @@ void NetworkServer::Impl::wait(int64_t timeout_ns) {
   const bool holding = !ready_.empty() || !udp_ready_.empty();
   if (holding && input_.remaining_capacity() > 0) return;
   arm_wake();
-  // Dekker handshake with wake(): publish "parked", then look for work again. The seq_cst
-  // fence orders the flag store before the loads below, and wake() fences between its
-  // publication and its load of the flag, so either we see its work or it sees the flag.
-  parked_.store(true, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (outputs_pending() || control_.load(std::memory_order_acquire) != applied_) {
-    parked_.store(false, std::memory_order_relaxed);
+  // The park handshake with wake(): both sides read-modify-write park_state_, and RMWs on one
+  // atomic are totally ordered. Either wake()'s fetch_or came first (we see kNotified and,
+  // through acq_rel, what the waker published before it: no sleep), or ours did (wake() sees
+  // kParked and writes the eventfd, whose armed read ends the sleep). No wake-up is lost.
+  const uint32_t prev = park_state_.exchange(kParked, std::memory_order_acq_rel);
+  if ((prev & kNotified) != 0 || outputs_pending() ||
+      control_.load(std::memory_order_acquire) != applied_) {
+    park_state_.store(0, std::memory_order_relaxed);
     return;
   }
   int64_t t = timeout_ns;
   if (holding) t = std::min(t, options_.held_input_wait_ns);
   if (!lingering_.empty() || drain_deadline_ns_ != 0) t = std::min<int64_t>(t, 1'000'000);
   (void)uring_->wait(t);
-  parked_.store(false, std::memory_order_relaxed);
+  // Relaxed: a wake() racing with this store either saw kParked (and wrote the eventfd: the
+  // next wait returns at once) or finds us awake, about to poll anyway.
+  park_state_.store(0, std::memory_order_relaxed);
 }
 
 void NetworkServer::Impl::wake() noexcept {
-  // Pairs with wait(): the caller's publication (a release store) is ordered before the load
-  // of the flag.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (parked_.load(std::memory_order_relaxed)) {
+  // acq_rel RMW: ordered after the caller's publication, and against wait()'s exchange.
+  if ((park_state_.fetch_or(kNotified, std::memory_order_acq_rel) & kParked) != 0) {
     const uint64_t one = 1;
     // EAGAIN means the counter is full: the server has a wake-up pending anyway.
     (void)!::write(wake_fd_, &one, sizeof(one));

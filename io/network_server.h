@@ -136,9 +136,9 @@ class NetworkServer {
   // Parks the calling (agent) thread until network activity, wake(), or timeout_ns; returns at
   // once when work is already waiting. Call it when poll() found nothing to do.
   void wait(int64_t timeout_ns);
-  // Ends a wait() early; from any thread. Cheap when the server is not parked (a fence and a
-  // load), so a shard may call it after every batch it publishes (or consumes: the input ring
-  // gaining space is news too when ingest holds input).
+  // Ends a wait() early; from any thread. Cheap when the server is not parked (one atomic
+  // read-modify-write, no system call), so a shard may call it after every batch it publishes
+  // (or consumes: the input ring gaining space is news too when ingest holds input).
   void wake() noexcept;
 
   // The next published event carries kInputSnapshotAfter. From any thread.
