@@ -1199,7 +1199,8 @@ Step NetworkServer::Impl::decode_binary(Connection& c, std::span<const std::byte
     if (step == Step::kRingFull || step == Step::kInFlight) return step;
     c.frames.consume(input);
     counters_->frames_in.add();
-    if (step == Step::kClosed) return step;
+    // kClosed, or a reply that passed the output bound dropped the connection.
+    if (step == Step::kClosed || c.state != ConnState::kOpen) return Step::kClosed;
   }
 }
 
@@ -1227,7 +1228,7 @@ Step NetworkServer::Impl::decode_text(Connection& c, std::span<const std::byte>&
     }
     c.lines.consume(input);
     if (parsed.status != text::LineStatus::kEmpty) counters_->frames_in.add();
-    if (step == Step::kClosed) return step;
+    if (step == Step::kClosed || c.state != ConnState::kOpen) return Step::kClosed;
   }
 }
 

@@ -123,7 +123,8 @@ class Uring {
   int submit_and_get_events() noexcept { return io_uring_submit_and_get_events(&ring_); }
 
   // Submits what is queued and sleeps until a completion arrives or timeout_ns passes
-  // (timeout_ns <= 0: does not sleep). Returns 0, -ETIME on timeout, or -errno.
+  // (timeout_ns <= 0: does not sleep). Returns -errno on failure, else 0 or -ETIME (liburing
+  // reports the timeout only when the call had nothing to submit).
   int wait(int64_t timeout_ns) noexcept;
 
   // Completions ready now, without entering the kernel.

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -229,6 +230,30 @@ TEST(Uring, DisabledRingIsDrivenByTheThreadThatEnablesIt) {
   driver.join();
   EXPECT_EQ(res, 0);
   EXPECT_TRUE((*u)->enabled());
+}
+
+// The network server parks on a read of its wake eventfd (non-blocking, so wake() never
+// blocks): the read must stay armed until written, not complete at once with -EAGAIN.
+TEST(Uring, AReadOfANonBlockingEventfdWaitsForTheWrite) {
+  if (!probe_uring().op_read) GTEST_SKIP() << probe_uring().describe();
+  auto u = Uring::create({.defer_taskrun = true, .taskrun_flag = true});
+  ASSERT_TRUE(u.ok()) << u.status();
+  const int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  ASSERT_GE(efd, 0);
+  uint64_t value = 0;
+  io_uring_sqe* sqe = (*u)->get_sqe();
+  io_uring_prep_read(sqe, efd, &value, sizeof(value), 0);
+  io_uring_sqe_set_data64(sqe, make_user_data(kOpRecv, 1));
+  const int rc = (*u)->wait(1'000'000);  // submits, then times out: nothing completed
+  EXPECT_TRUE(rc == 0 || rc == -ETIME) << rc;
+  EXPECT_EQ((*u)->cq_ready(), 0u);
+  const uint64_t one = 1;
+  ASSERT_EQ(::write(efd, &one, sizeof(one)), 8);
+  const std::vector<io_uring_cqe> cqes = reap_at_least(**u, 1);
+  ASSERT_EQ(cqes.size(), 1u);
+  EXPECT_EQ(cqes[0].res, 8);
+  EXPECT_EQ(value, 1u);
+  ::close(efd);
 }
 
 TEST(Uring, WaitReturnsOnTimeoutWithNothingToDo) {
