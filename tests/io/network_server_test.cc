@@ -56,6 +56,8 @@ struct Path {
   bool buffer_ring;
   bool defer_taskrun;
 };
+void PrintTo(const Path& p, std::ostream* os) { *os << p.name; }
+
 const Path kPaths[] = {
     {"MultishotBufferRing", true, true, true},
     {"SingleShotBufferRing", false, true, true},
