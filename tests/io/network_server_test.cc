@@ -405,6 +405,51 @@ TEST(NetworkServer, ANonReadingClientIsDroppedWhileOthersAreServed) {
   }
 }
 
+TEST(NetworkServer, AClientThatShutsItsSendingSideStillGetsEveryAnswer) {
+  Harness h;
+  ASSERT_TRUE(h.ok());
+  h.stand_in().pause();
+  TestClient c(h.port());
+  Bytes s;
+  for (uint64_t i = 1; i <= 50; ++i) testing::append(s, transaction_frame(i, 21));
+  ASSERT_TRUE(c.send(s));
+  c.shutdown_write();
+  ASSERT_TRUE(eventually([&] { return h.counters().events_journaled.get() == 50; }));
+  h.stand_in().resume();
+  for (uint64_t i = 1; i <= 50; ++i) EXPECT_EQ(expect_decision(c).client_seq, i);
+  EXPECT_TRUE(c.at_eof());
+  ASSERT_TRUE(eventually([&] { return h.counters().connections_open.get() == 0; }));
+}
+
+TEST(NetworkServer, AClientThatNeverClosesAfterItsErrorIsClosedAfterTheLinger) {
+  Harness h;  // linger_ns: 200 ms in the tests
+  ASSERT_TRUE(h.ok());
+  TestClient c(h.text_port());
+  ASSERT_TRUE(c.send("HELLO,0\n"));
+  std::optional<std::string> line = c.read_line();
+  ASSERT_TRUE(line);
+  EXPECT_EQ(line->rfind("E,5,", 0), 0u) << *line;
+  EXPECT_TRUE(c.at_eof());  // the server shut its side; the client keeps its own open
+  ASSERT_TRUE(eventually([&] { return h.counters().connections_closed.get() == 1; }));
+  EXPECT_EQ(h.counters().connections_open.get(), 0);
+}
+
+TEST(NetworkServer, StopDropsWhatIsStillOpenAfterTheDrainTimeout) {
+  HarnessConfig cfg;
+  cfg.options.drain_timeout_ns = 300'000'000;
+  Harness h(cfg);
+  ASSERT_TRUE(h.ok());
+  h.stand_in().pause();  // the decision it is owed never comes
+  TestClient c(h.port());
+  ASSERT_TRUE(c.send(transaction_frame(1, 5)));
+  ASSERT_TRUE(eventually([&] { return h.counters().events_journaled.get() == 1; }));
+  h.server().stop_accepting();
+  ASSERT_TRUE(eventually([&] { return h.server().drained(); }));
+  EXPECT_EQ(h.counters().connections_open.get(), 0);
+  h.stand_in().resume();
+  ASSERT_TRUE(eventually([&] { return h.counters().decisions_gone.get() == 1; }));
+}
+
 TEST(NetworkServer, TextProtocolAnswersInLines) {
   Harness h;
   ASSERT_TRUE(h.ok());
