@@ -32,7 +32,7 @@
 // max_output_bytes; past it the connection is dropped and counted. Egress never waits for a
 // socket, so a shard never waits for a slow client.
 //
-// Lifetime and threads:
+// Thread safety and lifetime:
 // - create() on any thread: binds the listeners (their ports are known from then on), sets up
 //   the ring (disabled) and its buffers. Errors (address in use, no io_uring) surface here.
 // - start(), poll() and wait() on the agent's thread only. The first of them binds the ring to
