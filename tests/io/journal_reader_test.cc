@@ -53,10 +53,13 @@ std::vector<std::byte> frame_for(int64_t seq) {
                                         .price = 12345},
                             frame);
       break;
-    case 2: length = wire::encode(wire::Watermark{.event_time_ns = seq * 1000}, frame); break;
+    case 2:
+      length = wire::encode(wire::Watermark{.event_time_ns = seq * 1000}, frame);
+      break;
     default: {
       length = 4 + static_cast<size_t>((seq * 37) % 1021);
-      wire::encode_header(frame.data(), wire::FrameHeader{static_cast<uint16_t>(length), 0x42, 1});
+      wire::encode_header(frame.data(),
+                          wire::FrameHeader{static_cast<uint16_t>(length), 0x42, 1});
       for (size_t i = 4; i < length; ++i) frame[i] = static_cast<std::byte>(seq + i);
       break;
     }
@@ -86,16 +89,15 @@ class JournalBuilder {
     Segment s;
     s.first_sequence = static_cast<uint64_t>(next_sequence_);
     s.image.assign(segment_size_, std::byte{0});
-    encode_segment_header(SegmentHeader{s.first_sequence, 1'700'000'000'000'000'000, segment_size_},
-                          s.image);
+    encode_segment_header(
+        SegmentHeader{s.first_sequence, 1'700'000'000'000'000'000, segment_size_}, s.image);
     s.used = kSegmentHeaderSize;
     segments_.push_back(std::move(s));
   }
 
   // Appends a record, starting a new segment when it does not fit. `sequence` overrides the
   // next sequence (for gaps); the one after it follows on.
-  const Written& append(std::vector<std::byte> frame,
-                        std::optional<int64_t> sequence = std::nullopt) {
+  const Written& append(std::vector<std::byte> frame, std::optional<int64_t> sequence = std::nullopt) {
     const size_t size = record_size(frame.size());
     if (segments_.empty() || segments_.back().used + size > segment_size_) start_segment();
     Segment& s = segments_.back();
@@ -359,8 +361,8 @@ TEST_F(JournalReaderTest, SeekBeforeTheFirstSequenceStartsAtTheFirst) {
   b.append_many(50);
   b.write();
   auto reader = open_reader();
-  for (const int64_t target :
-       {std::numeric_limits<int64_t>::min(), int64_t{-1}, int64_t{0}, int64_t{1}}) {
+  for (const int64_t target : {std::numeric_limits<int64_t>::min(), int64_t{-1}, int64_t{0},
+                               int64_t{1}}) {
     ASSERT_TRUE(reader->seek(target).ok());
     Record r;
     ASSERT_EQ(reader->next(&r), ReadResult::kRecord);
@@ -588,9 +590,9 @@ TEST_F(JournalReaderTest, SequenceGapInsideASegmentIsCorruption) {
   b.write();
   const absl::StatusOr<JournalScan> scan = scan_journal(dir_);
   ASSERT_TRUE(absl::IsDataLoss(scan.status())) << scan.status();
-  EXPECT_THAT(
-      std::string(scan.status().message()),
-      StartsWith(absl::StrCat(b.paths()[0], " offset ", gap_offset, ": sequence 12, expected 11")));
+  EXPECT_THAT(std::string(scan.status().message()),
+              StartsWith(absl::StrCat(b.paths()[0], " offset ", gap_offset,
+                                      ": sequence 12, expected 11")));
 }
 
 TEST_F(JournalReaderTest, SequenceGapBetweenSegmentsIsCorruption) {

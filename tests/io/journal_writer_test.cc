@@ -238,8 +238,7 @@ TEST_P(JournalWriterTest, AWriteErrorStopsTheWriterAndNamesFileAndOffset) {
   append_range(**w, 1, 100);
   ASSERT_TRUE((*w)->flush().ok());
 
-  struct sigaction ignore {
-  }, old{};
+  struct sigaction ignore{}, old{};
   ignore.sa_handler = SIG_IGN;
   ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &old), 0);
   rlimit saved{};
