@@ -52,6 +52,10 @@
 //     sluice              NetworkServer + StandInShards (real Shard, one shard) on CPU 1, busy.
 //     sluice_trivial      the same with a stand-in that answers ACCEPT without running rules:
 //                         the network path's own ceiling.
+//     sluice_journal      the real Shard and a JournalStage (durability none, a fresh journal in
+//                         $NETWORK_BENCH_DIR, default ./network-bench-journal-tmp, removed after
+//                         the run) on the server thread: the 2-core deployment's whole server
+//                         side, minus fdatasync.
 //     echo_epoll          one epoll thread on CPU 1 answering 28 bytes per 44 received: the
 //                         kernel's ceiling for this traffic on one server core.
 //
@@ -73,8 +77,11 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,9 +93,11 @@
 #include "core/wait_strategy.h"
 #include "core/wire_format.h"
 #include "io/frame_decoder.h"
+#include "io/journal_writer.h"
 #include "io/network_server.h"
 #include "io/text_codec.h"
 #include "io/uring.h"
+#include "pipeline/journal_stage.h"
 #include "tests/io/network_test_util.h"
 
 namespace {
@@ -576,23 +585,52 @@ class TrivialShard {
   sluice::Sequence progress_;
 };
 
-// NetworkServer with one shard (real or trivial) polled in turn on one thread.
+// What runs beside the NetworkServer on the server thread.
+enum class Beside {
+  kShard,         // StandInShards: the real Shard, one shard
+  kTrivial,       // TrivialShard: ACCEPT without rules
+  kShardJournal,  // the real Shard and a JournalStage (durability none): the 2-core deployment
+};
+
+// Scratch directory for the journal variant: $NETWORK_BENCH_DIR, by default
+// ./network-bench-journal-tmp (run from the repo root by perf/run_network_bench.sh), removed
+// after each run.
+std::string journal_scratch() {
+  const char* dir = std::getenv("NETWORK_BENCH_DIR");
+  return dir != nullptr ? dir : "network-bench-journal-tmp";
+}
+
+// NetworkServer with what `beside` says, polled in turn on one thread.
 class SluiceServer final : public Server {
  public:
-  SluiceServer(bool trivial, bool park) : park_(park) {
+  SluiceServer(Beside beside, bool park) : park_(park) {
     sluice::NetworkOptions o;
     o.listen = "127.0.0.1:0";
     o.text_listen = "";
     o.udp = false;
     o.max_in_flight = 4096;
-    auto s = NetworkServer::create(o, 1, {}, input_, {&output_});
+    int64_t first_sequence = 1;
+    if (beside == Beside::kShardJournal) {
+      dir_ = journal_scratch() + "/run-" + std::to_string(sluice::now_ns());
+      auto w = sluice::journal::JournalWriter::open(sluice::journal::WriterOptions{
+          .dir = dir_, .durability = sluice::journal::Durability::kNone});
+      if (!w.ok()) {
+        set_error(std::string(w.status().message()));
+        return;
+      }
+      writer_ = std::move(*w);
+      first_sequence = writer_->next_sequence();
+      journal_ = std::make_unique<sluice::JournalStage<>>(input_, *writer_);
+      input_.add_gating_sequence(journal_->sequence());
+    }
+    auto s = NetworkServer::create(o, first_sequence, {}, input_, {&output_});
     if (!s.ok()) {
-      error_ = std::string(s.status().message());
+      set_error(std::string(s.status().message()));
       return;
     }
     server_ = std::move(*s);
     output_.add_gating_sequence(server_->output_sequence(0));
-    if (trivial) {
+    if (beside == Beside::kTrivial) {
       trivial_ = std::make_unique<TrivialShard>(input_, output_);
       input_.add_gating_sequence(trivial_->sequence());
     } else {
@@ -602,7 +640,13 @@ class SluiceServer final : public Server {
     }
     thread_ = std::thread([this] { run(); });
   }
-  ~SluiceServer() override { stop(); }
+  ~SluiceServer() override {
+    stop();
+    if (!dir_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(dir_, ec);
+    }
+  }
   uint16_t port() const override { return server_ == nullptr ? 0 : server_->port(); }
   void stop() override {
     stop_.store(true);
@@ -610,30 +654,44 @@ class SluiceServer final : public Server {
     if (thread_.joinable()) thread_.join();
   }
   std::string error() const override {
-    if (!error_.empty() || server_ == nullptr) return error_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_.empty() || server_ == nullptr) return error_;
+    }
     const absl::Status s = server_->status();
     return s.ok() ? "" : std::string(s.message());
   }
   std::string describe() const { return server_ == nullptr ? "" : server_->describe(); }
 
  private:
+  void set_error(std::string e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = std::move(e);
+  }
+
   void run() {
     (void)sluice::pin_current_thread(kServerCpu);
     (void)sluice::set_current_thread_name("sluice-net");
     if (absl::Status s = server_->start(); !s.ok()) {
-      error_ = std::string(s.message());
+      set_error(std::string(s.message()));
       return;
     }
     int idle = 0;
-    while (!stop_.load(std::memory_order_relaxed)) {
-      int work = server_->poll();
-      work += trivial_ != nullptr ? trivial_->poll() : shards_->poll(4096);
-      if (work > 0) {
-        idle = 0;
-      } else if (park_ && ++idle >= 200) {
-        idle = 0;
-        server_->wait(1'000'000);
+    try {
+      while (!stop_.load(std::memory_order_relaxed)) {
+        int work = server_->poll();
+        work += trivial_ != nullptr ? trivial_->poll() : shards_->poll(4096);
+        if (journal_ != nullptr) work += journal_->do_work();
+        if (work > 0) {
+          idle = 0;
+        } else if (park_ && ++idle >= 200) {
+          idle = 0;
+          server_->wait(1'000'000);
+        }
       }
+      if (journal_ != nullptr) journal_->on_close();
+    } catch (const std::exception& e) {
+      set_error(e.what());
     }
   }
 
@@ -641,11 +699,15 @@ class SluiceServer final : public Server {
   sluice::IdleWaitStrategy wait_{sluice::IdleConfig{.kind = sluice::IdleKind::kBusySpin}};
   NetworkServer::InputRing input_{65536, wait_};
   NetworkServer::OutputRing output_{65536, wait_};
+  std::string dir_;
+  std::unique_ptr<sluice::journal::JournalWriter> writer_;
+  std::unique_ptr<sluice::JournalStage<>> journal_;
   std::unique_ptr<NetworkServer> server_;
   std::unique_ptr<TrivialShard> trivial_;
   std::unique_ptr<sluice::testing::StandInShards> shards_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
+  mutable std::mutex mu_;
   std::string error_;
 };
 
@@ -814,11 +876,11 @@ void BM_PingPongUring(benchmark::State& state) {
 }
 void BM_PingPongSluice(benchmark::State& state) {
   ping_pong(
-      state, [] { return std::make_unique<SluiceServer>(false, false); }, kRoundTrips);
+      state, [] { return std::make_unique<SluiceServer>(Beside::kShard, false); }, kRoundTrips);
 }
 void BM_PingPongSluicePark(benchmark::State& state) {
   ping_pong(
-      state, [] { return std::make_unique<SluiceServer>(false, true); }, kRoundTrips);
+      state, [] { return std::make_unique<SluiceServer>(Beside::kShard, true); }, kRoundTrips);
 }
 
 BENCHMARK(BM_PingPongEchoBlocking)->Name("PingPong/echo_blocking")->UseManualTime()->Iterations(4);
@@ -1000,10 +1062,13 @@ void pipelined(benchmark::State& state, Make&& make) {
 }
 
 void BM_PipelinedSluice(benchmark::State& state) {
-  pipelined(state, [] { return std::make_unique<SluiceServer>(false, false); });
+  pipelined(state, [] { return std::make_unique<SluiceServer>(Beside::kShard, false); });
 }
 void BM_PipelinedSluiceTrivial(benchmark::State& state) {
-  pipelined(state, [] { return std::make_unique<SluiceServer>(true, false); });
+  pipelined(state, [] { return std::make_unique<SluiceServer>(Beside::kTrivial, false); });
+}
+void BM_PipelinedSluiceJournal(benchmark::State& state) {
+  pipelined(state, [] { return std::make_unique<SluiceServer>(Beside::kShardJournal, false); });
 }
 void BM_PipelinedEcho(benchmark::State& state) {
   pipelined(state, [] { return std::make_unique<EpollEchoServer>(); });
@@ -1021,6 +1086,12 @@ BENCHMARK(BM_PipelinedSluiceTrivial)
     ->Arg(8)
     ->UseManualTime()
     ->Iterations(3);
+BENCHMARK(BM_PipelinedSluiceJournal)
+    ->Name("Pipelined/sluice_journal")
+    ->Arg(1)
+    ->Arg(8)
+    ->UseManualTime()
+    ->Iterations(3);
 BENCHMARK(BM_PipelinedEcho)
     ->Name("Pipelined/echo_epoll")
     ->Arg(1)
@@ -1034,7 +1105,7 @@ int main(int argc, char** argv) {
   (void)sluice::now_ns();  // calibrate the clock before anything is timed
   benchmark::AddCustomContext("io_uring", sluice::probe_uring().describe());
   {
-    SluiceServer probe(false, false);
+    SluiceServer probe(Beside::kShard, false);
     benchmark::AddCustomContext("sluice_path", probe.describe());
   }
   benchmark::Initialize(&argc, argv);

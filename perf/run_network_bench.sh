@@ -12,7 +12,9 @@
 #    repetition, the ratios the targets are about) and saves it next to the JSON as .md.
 #
 # Environment: BUILD_DIR (default build/release; the argument wins), REPETITIONS (5),
-# BENCH_FILTER (a --benchmark_filter regex), OUT_DIR (perf/results), WAIT_FOR_IDLE (0).
+# BENCH_FILTER (a --benchmark_filter regex), OUT_DIR (perf/results), WAIT_FOR_IDLE (0),
+# NETWORK_BENCH_DIR (scratch for the journal of Pipelined/sluice_journal, default
+# <build dir>/network-bench-journal-tmp; removed afterwards).
 # The binary must already be built:
 #   cmake --preset release && cmake --build --preset release --target network_bench
 set -euo pipefail
@@ -40,6 +42,9 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out_dir"
 base=$out_dir/network_bench-$stamp-$commit
 json=$base.json
+export NETWORK_BENCH_DIR=${NETWORK_BENCH_DIR:-$build_dir/network-bench-journal-tmp}
+mkdir -p "$NETWORK_BENCH_DIR"
+trap 'rm -rf "$NETWORK_BENCH_DIR"' EXIT
 
 busy_pct() {
   local a b
