@@ -26,9 +26,10 @@ demo: build
 
 bench: deps
 	@cmake --preset release >/dev/null
-	@cmake --build --preset release --target ring_buffer_bench journal_bench
+	@cmake --build --preset release --target ring_buffer_bench journal_bench network_bench
 	@bash perf/run_bench.sh build/release
 	@bash perf/run_journal_bench.sh build/release
+	@bash perf/run_network_bench.sh build/release
 
 # The sanitizer runs CI does: ASan+UBSan on everything, TSan on the concurrency suites.
 sanitize: deps

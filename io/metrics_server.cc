@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::start(
   if (fd < 0) return io_error(errno, "socket for metrics", listen);
   const int one = 1;
   ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (::bind(fd, address->get(), address->length) != 0 || ::listen(fd, 16) != 0) {
+  if (::bind(fd, address->addr(), address->length) != 0 || ::listen(fd, 16) != 0) {
     const int err = errno;
     ::close(fd);
     return io_error(err, "listen for metrics on", listen);

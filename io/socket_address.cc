@@ -37,7 +37,8 @@ std::string SocketAddress::to_string() const {
   return "?";
 }
 
-absl::StatusOr<SocketAddress> parse_socket_address(const std::string& host_port) {
+absl::StatusOr<SocketAddress> parse_socket_address(std::string_view text) {
+  const std::string host_port(text);
   auto bad = [&](const char* why) {
     return absl::InvalidArgumentError(
         absl::StrCat("address \"", host_port, "\": ", why, " (expected HOST:PORT)"));
@@ -75,7 +76,9 @@ absl::StatusOr<SocketAddress> parse_socket_address(const std::string& host_port)
 absl::StatusOr<SocketAddress> local_address(int fd) {
   SocketAddress a;
   a.length = sizeof(a.storage);
-  if (::getsockname(fd, a.get(), &a.length) != 0) return io_error(errno, "getsockname", "socket");
+  if (::getsockname(fd, a.mutable_addr(), &a.length) != 0) {
+    return io_error(errno, "getsockname", absl::StrCat("fd ", fd));
+  }
   return a;
 }
 

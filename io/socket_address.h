@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 
@@ -18,8 +19,8 @@ struct SocketAddress {
   socklen_t length = 0;
 
   int family() const noexcept { return storage.ss_family; }
-  const sockaddr* get() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
-  sockaddr* get() noexcept { return reinterpret_cast<sockaddr*>(&storage); }
+  const sockaddr* addr() const noexcept { return reinterpret_cast<const sockaddr*>(&storage); }
+  sockaddr* mutable_addr() noexcept { return reinterpret_cast<sockaddr*>(&storage); }
   uint16_t port() const noexcept;
   void set_port(uint16_t port) noexcept;
   std::string to_string() const;  // "127.0.0.1:7700", "[::1]:7700"
@@ -28,7 +29,7 @@ struct SocketAddress {
 // Parses "HOST:PORT" with HOST a numeric IPv4 address, a bracketed IPv6 literal, "localhost"
 // or empty (any IPv4 address), and PORT 0..65535 (0: the kernel picks). No DNS: a daemon's
 // listen address must not depend on a resolver. Errors (InvalidArgument) quote the text.
-absl::StatusOr<SocketAddress> parse_socket_address(const std::string& host_port);
+absl::StatusOr<SocketAddress> parse_socket_address(std::string_view host_port);
 
 // The address a bound socket got (its real port when bound to port 0).
 absl::StatusOr<SocketAddress> local_address(int fd);
