@@ -120,7 +120,10 @@ std::string format_load_json(const LoadOptions& options, const LoadResult& r) {
 
 std::string format_load_text(const LoadOptions& options, const LoadResult& r) {
   std::string out;
-  absl::StrAppendFormat(&out, "target %g events/s for %g s", options.rate, options.duration_s);
+  const bool ipv6 = options.host.find(':') != std::string::npos;
+  absl::StrAppendFormat(&out, "load %s%s%s:%d at %g events/s for %g s", ipv6 ? "[" : "",
+                        options.host, ipv6 ? "]" : "", options.port, options.rate,
+                        options.duration_s);
   if (options.warmup_s > 0) absl::StrAppendFormat(&out, " after %g s of warm-up", options.warmup_s);
   absl::StrAppendFormat(&out, " over %d connection%s (%d thread%s), mix %s, %d accounts, skew %g\n",
                         options.connections, options.connections == 1 ? "" : "s", options.threads,

@@ -37,6 +37,7 @@
 namespace sluice::testing {
 
 struct FakeServerConfig {
+  uint16_t port = 0;             // 0: an ephemeral port (tests always use 0)
   uint64_t last_client_seq = 0;  // answered in every HELLO_ACK
   bool answer_hello = true;      // false: HELLO is read and never answered
   int64_t drop_every = 0;        // > 0: the connection's every Nth event gets no DECISION
@@ -71,6 +72,7 @@ class FakeSluiceServer {
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(config_.port);
     socklen_t length = sizeof(address);
     ok_ = ::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0 &&
           ::listen(listener_, 64) == 0 &&
