@@ -212,6 +212,10 @@ class Worker {
   int flush(Connection& c) noexcept {
     if (c.out_head == c.out_tail || c.want_write || c.failed) return 0;
     const size_t pending = c.out_tail - c.out_head;
+    // Send lag is how late the generator got to send, so it is stamped before the call: on
+    // loopback the send itself runs the receiver's TCP input and wakes it, which takes
+    // microseconds and belongs to the round trip, not to the generator's lateness.
+    const int64_t send_ns = default_clock().now_ns();
     const ssize_t r = ::send(c.fd, c.out.data() + c.out_head, pending, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -222,7 +226,6 @@ class Worker {
       return 0;
     }
     c.out_head += static_cast<size_t>(r);
-    const int64_t done_ns = default_clock().now_ns();
     // Count the frames this send completed (each frame's length is in its header).
     while (c.out_head - c.out_scan >= wire::kHeaderSize) {
       const size_t length = wire::load<uint16_t>(c.out.data() + c.out_scan);
@@ -230,9 +233,9 @@ class Worker {
       c.out_scan += length;
       const int64_t j = c.sent++;
       if (schedule_.global(c.index, j) >= schedule_.warmup) {
-        send_lag_.record(done_ns - schedule_.intended(c.index, j));
+        send_lag_.record(send_ns - schedule_.intended(c.index, j));
         ++c.measured_sent;
-        c.last_send_ns = done_ns;
+        c.last_send_ns = send_ns;
       }
     }
     if (c.out_head == c.out_tail) c.out_scan = c.out_head = c.out_tail = 0;

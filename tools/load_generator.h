@@ -86,7 +86,7 @@ struct ConnectionReport {
 struct LoadResult {
   double rate_target = 0;
   // Measured events sent per second: measured events sent over the time from the measured
-  // period's start to the last of them leaving, plus one interval. Equals rate_target when
+  // period's start to the send() of the last of them, plus one interval. Equals rate_target when
   // every event left on time; lower when sending fell behind.
   double rate_achieved = 0;
   // Measured decisions per second over the time from the period's start to the last of them.
@@ -101,8 +101,10 @@ struct LoadResult {
   int64_t alerts = 0;                 // ALERT frames received (only with options.subscribe)
   std::array<int64_t, 6> verdicts{};  // by wire::Verdict
   double elapsed_s = 0;               // from the schedule's start to the end of the drain
-  Histogram latency;   // ns, intended send time -> DECISION arrival, measured events only
-  Histogram send_lag;  // ns, intended send time -> the send() that completed the event
+  Histogram latency;  // ns, intended send time -> DECISION arrival, measured events only
+  // ns, intended send time -> the start of the send() call that completed the event: the
+  // generator's own lateness plus time blocked on a full socket, not the send's own cost.
+  Histogram send_lag;
   std::vector<ConnectionReport> connections;
   // One line each, "connection 2 to 127.0.0.1:7700: ...", in connection order.
   std::vector<std::string> error_messages;

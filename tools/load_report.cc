@@ -136,7 +136,7 @@ std::string format_load_text(const LoadOptions& options, const LoadResult& r) {
                         r.decided_rate);
   absl::StrAppendFormat(&out, "latency, intended send time to decision (%d events):\n  %s\n",
                         r.measured, latency_line(r.latency));
-  absl::StrAppendFormat(&out, "send lag, intended send time to sent:\n  %s\n",
+  absl::StrAppendFormat(&out, "send lag, intended send time to send():\n  %s\n",
                         latency_line(r.send_lag));
   const std::string verdicts = verdict_list(r, /*json=*/false);
   absl::StrAppendFormat(&out, "verdicts: %s; alerts %d\n", verdicts.empty() ? "none" : verdicts,
