@@ -44,7 +44,8 @@ int report(const absl::Status& status, std::string_view command) {
     return kExitFailed;
   }
   print_error(absl::StrCat(to_absl(command), ": ", message));
-  return absl::IsNotFound(status) || absl::IsFailedPrecondition(status) ? kExitUsage : kExitFailed;
+  return absl::IsNotFound(status) || absl::IsFailedPrecondition(status) ? kExitUsage
+                                                                        : kExitFailed;
 }
 
 std::string base_name(const std::string& path) {
@@ -72,7 +73,8 @@ std::string format_utc(int64_t ns) {
 std::string format_duration(int64_t ns) {
   const char* sign = ns < 0 ? "-" : "";
   const uint64_t magnitude = ns < 0 ? 0 - static_cast<uint64_t>(ns) : static_cast<uint64_t>(ns);
-  return absl::StrFormat("%s%d.%09ds", sign, magnitude / 1'000'000'000, magnitude % 1'000'000'000);
+  return absl::StrFormat("%s%d.%09ds", sign, magnitude / 1'000'000'000,
+                         magnitude % 1'000'000'000);
 }
 
 std::string torn_tail_text(const journal::TornTail& torn) {
@@ -119,8 +121,8 @@ int run_info(const JournalOptions& options) {
     absl::StrAppend(&out, "last sequence: ", scan->last_sequence, "\n");
     absl::StrAppend(&out, "records: ", scan->record_count, "\n");
     absl::StrAppend(&out, "bytes: ", scan->bytes, "\n");
-    absl::StrAppend(&out, "ingest time: ", format_utc(first_ns), " .. ", format_utc(last_ns), " (",
-                    format_duration(last_ns - first_ns), ")\n");
+    absl::StrAppend(&out, "ingest time: ", format_utc(first_ns), " .. ", format_utc(last_ns),
+                    " (", format_duration(last_ns - first_ns), ")\n");
   }
   if (scan->torn_tail.has_value()) {
     absl::StrAppend(&out, "torn tail: ", torn_tail_text(*scan->torn_tail), "\n");
@@ -222,9 +224,10 @@ char* format_record(char* p, const Record& r) {
   p = put(p, " v=", static_cast<unsigned>(h.version));
   const size_t v1_length = wire::kHeaderSize + wire::min_payload(h.type);
   const auto type = static_cast<wire::FrameType>(h.type);
-  const bool decodable = (type == wire::FrameType::kTransaction ||
-                          type == wire::FrameType::kOrder || type == wire::FrameType::kWatermark) &&
-                         r.frame.size() >= v1_length;
+  const bool decodable =
+      (type == wire::FrameType::kTransaction || type == wire::FrameType::kOrder ||
+       type == wire::FrameType::kWatermark) &&
+      r.frame.size() >= v1_length;
   if (!decodable) return put(p, " len=", r.frame.size());
   switch (type) {
     case wire::FrameType::kTransaction: {
@@ -268,8 +271,7 @@ char* format_record(char* p, const Record& r) {
 
 int run_dump(const JournalOptions& options) {
   if (options.from < 0 || options.to < 0) {
-    print_error(
-        "journal dump: --from and --to are sequences, >= 0 (see 'sluice journal dump --help')");
+    print_error("journal dump: --from and --to are sequences, >= 0 (see 'sluice journal dump --help')");
     return kExitUsage;
   }
   if (options.from > options.to) {

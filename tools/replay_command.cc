@@ -63,11 +63,10 @@ int run(const ReplayArgs& args) {
     return kExitFailed;
   }
   const ReplayResult& r = *result;
-  std::printf(
-      "replayed %lld events (sequences %lld..%lld) with %u shard%s in %.3f s: %.0f events/s\n",
-      static_cast<long long>(r.events), static_cast<long long>(r.first_sequence),
-      static_cast<long long>(r.last_sequence), args.shards, args.shards == 1 ? "" : "s", r.seconds,
-      r.events_per_second());
+  std::printf("replayed %lld events (sequences %lld..%lld) with %u shard%s in %.3f s: %.0f events/s\n",
+              static_cast<long long>(r.events), static_cast<long long>(r.first_sequence),
+              static_cast<long long>(r.last_sequence), args.shards, args.shards == 1 ? "" : "s",
+              r.seconds, r.events_per_second());
   std::string verdicts;
   for (int v = 0; v < 6; ++v) {
     if (r.verdicts[v] == 0) continue;
@@ -84,8 +83,7 @@ int run(const ReplayArgs& args) {
   std::printf("decisions %lld (%s); alerts %lld (%s)\n", static_cast<long long>(r.decisions),
               verdicts.empty() ? "none" : verdicts.c_str(), static_cast<long long>(r.alerts),
               alerts.empty() ? "none" : alerts.c_str());
-  if (r.torn_tail)
-    std::printf("note: the journal ends in a torn tail (a crash cut its last record)\n");
+  if (r.torn_tail) std::printf("note: the journal ends in a torn tail (a crash cut its last record)\n");
   std::printf("digest %s\n", r.digest.hex().c_str());
   return kExitOk;
 }
@@ -98,8 +96,7 @@ void add_replay_command(CLI::App& app, CommandAction* action) {
       "replay", "run the processors over a journal and print events/s and a decisions digest");
   replay->add_option("DIR", args->dir, "journal directory (or a data directory holding journal/)")
       ->required();
-  replay
-      ->add_option("--from", args->from, "first sequence to report (state is built from the start)")
+  replay->add_option("--from", args->from, "first sequence to report (state is built from the start)")
       ->check(CLI::PositiveNumber);
   replay->add_option("--to", args->to, "last sequence to replay")->check(CLI::PositiveNumber);
   replay->add_option("--decisions-out", args->decisions_out,

@@ -40,8 +40,7 @@ int main(int argc, char** argv) {
   if (!cpus.empty()) {
     auto parsed = sluice::parse_cpu_list(cpus);
     if (!parsed.ok()) {
-      std::fprintf(stderr, "sluice_demo: --cpus: %s\n",
-                   std::string(parsed.status().message()).c_str());
+      std::fprintf(stderr, "sluice_demo: --cpus: %s\n", std::string(parsed.status().message()).c_str());
       return 2;
     }
     options.cpus = *parsed;
