@@ -1,5 +1,7 @@
 #include "tools/load_report.h"
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/absl_compat.h"
@@ -7,14 +9,6 @@
 
 namespace sluice::tools {
 namespace {
-
-// JSON numbers for rates: integers print without a fraction, others with one decimal.
-std::string json_rate(double r) {
-  if (r == static_cast<double>(static_cast<int64_t>(r))) {
-    return absl::StrCat(static_cast<int64_t>(r));
-  }
-  return absl::StrFormat("%.1f", r);
-}
 
 std::string verdict_list(const LoadResult& r, bool json) {
   std::string out;
@@ -30,6 +24,13 @@ std::string verdict_list(const LoadResult& r, bool json) {
 }
 
 }  // namespace
+
+std::string format_rate(double r) {
+  if (std::abs(r) < 9e15 && r == static_cast<double>(static_cast<int64_t>(r))) {
+    return absl::StrCat(static_cast<int64_t>(r));
+  }
+  return absl::StrFormat("%.1f", r);
+}
 
 LatencySummary summarize_latency(const Histogram& h) {
   return LatencySummary{.p50 = h.value_at_percentile(50.0),
@@ -95,12 +96,12 @@ std::string json_string(std::string_view s) {
 
 std::string format_load_json(const LoadOptions& options, const LoadResult& r) {
   std::string out =
-      absl::StrCat("{\"rate_target\":", json_rate(r.rate_target),
-                   ",\"rate_achieved\":", json_rate(r.rate_achieved), ",\"sent\":", r.sent,
+      absl::StrCat("{\"rate_target\":", format_rate(r.rate_target),
+                   ",\"rate_achieved\":", format_rate(r.rate_achieved), ",\"sent\":", r.sent,
                    ",\"decided\":", r.decided, ",\"errors\":", r.errors,
                    ",\"latency_ns\":", latency_json(r.latency));
   absl::StrAppend(&out, ",\"missing\":", r.missing(), ",\"scheduled\":", r.scheduled,
-                  ",\"measured\":", r.measured, ",\"decided_rate\":", json_rate(r.decided_rate),
+                  ",\"measured\":", r.measured, ",\"decided_rate\":", format_rate(r.decided_rate),
                   ",\"send_lag_ns\":", latency_json(r.send_lag), ",\"verdicts\":{",
                   verdict_list(r, /*json=*/true), "},\"duplicates\":", r.verdicts[3],
                   ",\"alerts\":", r.alerts);
@@ -121,8 +122,8 @@ std::string format_load_json(const LoadOptions& options, const LoadResult& r) {
 std::string format_load_text(const LoadOptions& options, const LoadResult& r) {
   std::string out;
   const bool ipv6 = options.host.find(':') != std::string::npos;
-  absl::StrAppendFormat(&out, "load %s%s%s:%d at %g events/s for %g s", ipv6 ? "[" : "",
-                        options.host, ipv6 ? "]" : "", options.port, options.rate,
+  absl::StrAppendFormat(&out, "load %s%s%s:%d at %s events/s for %g s", ipv6 ? "[" : "",
+                        options.host, ipv6 ? "]" : "", options.port, format_rate(options.rate),
                         options.duration_s);
   if (options.warmup_s > 0) absl::StrAppendFormat(&out, " after %g s of warm-up", options.warmup_s);
   absl::StrAppendFormat(&out, " over %d connection%s (%d thread%s), mix %s, %d accounts, skew %g\n",

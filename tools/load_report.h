@@ -33,6 +33,10 @@ LatencySummary summarize_latency(const Histogram& h);
 // {"p50":..,"p90":..,"p99":..,"p999":..,"p9999":..,"max":..}
 std::string latency_json(const Histogram& h);
 
+// A rate as a JSON number: integral values without a fraction ("1000000"), others with one
+// decimal ("9999.8").
+std::string format_rate(double r);
+
 // "850 ns", "25.1 us", "12.3 ms", "1.23 s".
 std::string format_duration_ns(int64_t ns);
 

@@ -249,8 +249,7 @@ std::string format_floor_json(const FloorOptions& options, const FloorResult& r)
       "\"latency_ns\":%s,\"mode\":%s,\"size\":%d,\"measured\":%d,\"late\":%d,"
       "\"send_lag_ns\":%s,\"duration_s\":%g,\"warmup_s\":%g,\"elapsed_s\":%.3f,"
       "\"error_messages\":[",
-      absl::StrFormat(r.rate_target == std::floor(r.rate_target) ? "%.0f" : "%.1f", r.rate_target),
-      r.rate_achieved, r.sent, r.echoed, r.errors, latency_json(r.rtt),
+      format_rate(r.rate_target), r.rate_achieved, r.sent, r.echoed, r.errors, latency_json(r.rtt),
       json_string(options.spin ? "spin" : "blocking"), options.size, r.measured, r.late,
       latency_json(r.send_lag), options.duration_s, options.warmup_s, r.elapsed_s);
   for (size_t i = 0; i < r.error_messages.size(); ++i) {
@@ -265,7 +264,8 @@ std::string format_floor_text(const FloorOptions& options, const FloorResult& r)
   absl::StrAppendFormat(&out, "loopback TCP echo, %d-byte frames, %s sockets, ", options.size,
                         options.spin ? "polled non-blocking" : "blocking");
   if (options.rate > 0) {
-    absl::StrAppendFormat(&out, "%g round trips/s for %g s\n", options.rate, options.duration_s);
+    absl::StrAppendFormat(&out, "%s round trips/s for %g s\n", format_rate(options.rate),
+                          options.duration_s);
   } else {
     absl::StrAppendFormat(&out, "back to back for %g s\n", options.duration_s);
   }
