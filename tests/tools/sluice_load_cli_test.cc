@@ -2,6 +2,8 @@
 // loopback, and `sluice floor`. Checks what they print (the JSON parsed, the .hgrm file) and
 // how they exit (0 ok, 1 failed run, 2 bad usage).
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <cctype>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -424,6 +427,52 @@ TEST_F(SluiceLoadCli, BadUsageExitsTwo) {
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << joined << ": not one line: " << r.err;
     EXPECT_EQ(r.out, "") << joined;
   }
+}
+
+// On a terminal, a progress line on stderr is redrawn once a second (and cleared at the end);
+// the JSON on stdout is unchanged by it.
+TEST_F(SluiceLoadCli, ProgressLineIsDrawnOnlyOnATerminal) {
+  FakeSluiceServer server;
+  ASSERT_TRUE(server.ok());
+  int master = -1;
+  int slave = -1;
+  ASSERT_EQ(::openpty(&master, &slave, nullptr, nullptr, nullptr), 0) << std::strerror(errno);
+  const std::string out_path = root_ + "/stdout";
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&actions, slave, 2);
+  posix_spawn_file_actions_addclose(&actions, master);
+  std::vector<std::string> args = {SLUICE_TOOL_PATH, "load",   "--target",
+                                   server.target(),  "--rate", "1000",
+                                   "--duration",     "2.5",    "--json"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  ASSERT_EQ(posix_spawn(&pid, SLUICE_TOOL_PATH, &actions, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(slave);
+  std::string progress;
+  char buffer[4096];
+  while (true) {
+    pollfd p{master, POLLIN, 0};
+    if (::poll(&p, 1, 30'000) <= 0) break;
+    const ssize_t n = ::read(master, buffer, sizeof(buffer));
+    if (n <= 0) break;  // EIO once the child closed its end
+    progress.append(buffer, static_cast<size_t>(n));
+  }
+  ::close(master);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << progress;
+  EXPECT_THAT(progress, HasSubstr(" s  sent "));
+  EXPECT_THAT(progress, HasSubstr("  decided "));
+  EXPECT_THAT(progress, HasSubstr("\r\033[K"));
+  const Json j = parse_json_line(read_file(out_path));
+  EXPECT_EQ(j["decided"].integer, 2500);
 }
 
 // ---- sluice floor ------------------------------------------------------------------------------
