@@ -34,6 +34,10 @@ constexpr size_t kSendBufferSize = 64 * 1024;
 constexpr size_t kRecvBufferSize = 256 * 1024;
 // Shorter waits yield instead of entering ppoll: the syscall and wake-up cost about as much.
 constexpr int64_t kMinSleepNs = 2'000;
+// Bounds of the learned wake-up latency (see Worker::wait): a first guess, and a cap so one
+// long preemption cannot turn sleeping into yielding for good.
+constexpr int64_t kInitialWakeLatencyNs = 10'000;
+constexpr int64_t kMaxWakeLatencyNs = 200'000;
 // The longest single sleep, so a stop request is seen promptly.
 constexpr int64_t kMaxSleepNs = 50'000'000;
 // At most this many error lines are kept per connection (the count is always exact).
@@ -329,13 +333,25 @@ class Worker {
 
   // Sleeps until the next event is due, a decision arrives, a full socket drains, or the
   // deadline, whichever is first.
+  //
+  // A thread woken from ppoll() runs some microseconds after its timeout (tens on a VM), and
+  // that lateness would be charged to every event as latency. So the worker learns how late
+  // its timed wake-ups run (a moving average) and asks to be woken that much before the event
+  // is due; what is left of the wait it yields away. Waits shorter than the wake-up latency
+  // are yielded entirely: at high rates the thread stays runnable but gives its CPU to any
+  // other thread that wants it.
   void wait(const Clock& clock, int64_t deadline) noexcept {
     const int64_t now = clock.now_ns();
     int64_t wake = deadline;
+    bool event_due = false;
     for (const Connection* c : connections_) {
       if (c->done() || c->next >= c->scheduled) continue;
       if (c->free_space() >= LoadWorkload::kMaxEventSize) {
-        wake = std::min(wake, schedule_.intended(c->index, c->next));
+        const int64_t due = schedule_.intended(c->index, c->next);
+        if (due < wake) {
+          wake = due;
+          event_due = true;
+        }
       }
     }
     const int64_t timeout = wake - now;
@@ -344,7 +360,8 @@ class Worker {
       cpu_relax();
       return;
     }
-    if (timeout < kMinSleepNs) {
+    const int64_t early = event_due ? wake_latency_ns_ : 0;
+    if (timeout < early + kMinSleepNs) {
       sched_yield();
       return;
     }
@@ -354,10 +371,17 @@ class Worker {
       fds_[i].events = static_cast<short>(POLLIN | (c->want_write ? POLLOUT : 0));
       fds_[i].revents = 0;
     }
-    const int64_t sleep_ns = std::min(timeout, kMaxSleepNs);
+    const int64_t sleep_ns = std::min(timeout - early, kMaxSleepNs);
     const timespec ts{static_cast<time_t>(sleep_ns / 1'000'000'000),
                       static_cast<long>(sleep_ns % 1'000'000'000)};
-    if (::ppoll(fds_.data(), fds_.size(), &ts, nullptr) <= 0) return;
+    const int ready = ::ppoll(fds_.data(), fds_.size(), &ts, nullptr);
+    if (ready == 0 && event_due && sleep_ns < kMaxSleepNs) {
+      // Timed out: how late did it wake? Moving average over ~8 wake-ups.
+      const int64_t late =
+          std::clamp<int64_t>(clock.now_ns() - now - sleep_ns, 0, kMaxWakeLatencyNs);
+      wake_latency_ns_ += (late - wake_latency_ns_) / 8;
+    }
+    if (ready <= 0) return;
     for (size_t i = 0; i < connections_.size(); ++i) {
       if ((fds_[i].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
         connections_[i]->want_write = false;
@@ -399,6 +423,7 @@ class Worker {
   int64_t measured_ = 0;
   int64_t alerts_ = 0;
   int64_t errors_count_ = 0;
+  int64_t wake_latency_ns_ = kInitialWakeLatencyNs;  // how late timed ppoll wake-ups run
   std::array<int64_t, 6> verdicts_{};
   // Read by the caller's thread for progress lines; written only by this worker.
   alignas(kCacheLineSize) Counter sent_;

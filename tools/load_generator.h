@@ -18,7 +18,8 @@
 // i % threads). Each pass of a worker encodes every event due by now into its connection's
 // buffer and sends it with one send() per connection, then does one large recv() per
 // connection. With nothing to do it sleeps in ppoll() until the next event is due or a
-// decision arrives (timer slack set to 1 ns), unless `spin` asks it to poll.
+// decision arrives (timer slack set to 1 ns), waking early by its learned wake-up latency and
+// yielding the rest, unless `spin` asks it to poll.
 //
 // Connection setup runs on the caller's thread: connect every connection, send HELLO{client_id}
 // on each (unless client_id_base is 0) and wait for its HELLO_ACK; with `subscribe`, connection
