@@ -6,6 +6,7 @@
 #include "CLI/CLI.hpp"
 #include "tools/command.h"
 #include "tools/journal_command.h"
+#include "tools/load_command.h"
 #include "tools/replay_command.h"
 #include "tools/snapshot_command.h"
 #include "tools/stat_command.h"
@@ -30,7 +31,7 @@ int main(int argc, char** argv) {
   // EPIPE from write, which the commands treat as "stop quietly", not as a fatal signal.
   std::signal(SIGPIPE, SIG_IGN);
 
-  CLI::App app{"sluice: look inside a sluice data directory"};
+  CLI::App app{"sluice: look inside a sluice data directory, replay it, load a daemon"};
   app.name("sluice");
   app.require_subcommand(1);
   sluice::tools::CommandAction action;
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
   sluice::tools::add_replay_command(app, &action);
   sluice::tools::add_snapshot_command(app, &action);
   sluice::tools::add_stat_command(app, &action);
+  sluice::tools::add_load_command(app, &action);
+  sluice::tools::add_floor_command(app, &action);
 
   try {
     app.parse(argc, argv);
