@@ -22,7 +22,8 @@ DataDirPaths data_dir_paths(const std::string& root) {
                       .journal = (r / "journal").string(),
                       .snapshots = (r / "snapshots").string(),
                       .alerts_log = (r / "alerts.log").string(),
-                      .stats = (r / "stats").string()};
+                      .stats = (r / "stats").string(),
+                      .config = (r / "config.toml").string()};
 }
 
 absl::StatusOr<std::unique_ptr<DataDirLock>> DataDirLock::acquire(const std::string& root) {

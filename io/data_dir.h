@@ -5,6 +5,7 @@
 //   <data>/snapshots/    shard snapshots
 //   <data>/alerts.log    one line an alert, append-only (io/alerts_log.h)
 //   <data>/stats         the stats file (io/stats_file.h)
+//   <data>/config.toml   the configuration the daemon last ran with (replay uses its thresholds)
 //
 // Thread safety: DataDirLock is owned by the main thread.
 #ifndef SLUICE_IO_DATA_DIR_H_
@@ -24,6 +25,7 @@ struct DataDirPaths {
   std::string snapshots;
   std::string alerts_log;
   std::string stats;
+  std::string config;
 };
 DataDirPaths data_dir_paths(const std::string& root);
 

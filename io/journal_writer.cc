@@ -260,6 +260,13 @@ AppendResult JournalWriter::append(const RecordMeta& meta,
   return AppendResult::kOk;
 }
 
+absl::Status JournalWriter::signal_completions_to(int eventfd) {
+  if (uring_ == nullptr) return absl::OkStatus();
+  const int rc = io_uring_register_eventfd(uring_->ring(), eventfd);
+  if (rc < 0) return io_error(rc, "io_uring_register_eventfd for", options_.dir);
+  return absl::OkStatus();
+}
+
 int JournalWriter::poll() {
   if (failed()) return 0;
   int work = 0;

@@ -95,6 +95,11 @@ class JournalWriter {
   const absl::Status& status() const noexcept { return status_; }
 
   bool using_io_uring() const noexcept { return uring_ != nullptr; }
+  // Makes every completion of the writer's io_uring also signal `eventfd`
+  // (io_uring_register_eventfd), so a thread parked elsewhere (the network agent's ring, on the
+  // same thread) wakes when a write or fdatasync finishes. A no-op on the pwrite fallback,
+  // where writes complete inside poll(). The writer's thread only.
+  absl::Status signal_completions_to(int eventfd);
   // Why io_uring is not used (empty when it is).
   const std::string& fallback_reason() const noexcept { return fallback_reason_; }
   const std::string& segment_path() const noexcept { return segment_path_; }

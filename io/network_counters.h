@@ -8,6 +8,8 @@
 #ifndef SLUICE_IO_NETWORK_COUNTERS_H_
 #define SLUICE_IO_NETWORK_COUNTERS_H_
 
+#include <array>
+#include <string_view>
 #include <type_traits>
 
 #include "core/counter.h"
@@ -15,6 +17,18 @@
 namespace sluice {
 
 struct NetworkCounters {
+  // The stats file's names (io/stats_file.h), in field order; "_total" marks a counter, the
+  // rest are gauges.
+  static constexpr std::array<std::string_view, 29> kFieldNames = {
+      "connections_accepted_total", "connections_open", "connections_refused_total",
+      "connections_dropped_slow_total", "connections_closed_error_total",
+      "connections_closed_total", "frames_in_total", "bytes_in_total", "events_journaled_total",
+      "invalid_total", "duplicate_total", "unknown_types_total", "protocol_errors_total",
+      "malformed_lines_total", "ring_full_episodes_total", "ring_full_ns_total",
+      "in_flight_stalls_total", "recv_buffer_shortages_total", "snapshot_barriers_total",
+      "udp_datagrams_total", "udp_duplicates_total", "udp_gaps_total", "udp_bad_datagrams_total",
+      "bytes_out_total", "decisions_sent_total", "alerts_seen_total", "alerts_sent_total",
+      "decisions_gone_total", "decisions_unrouted_total"};
   // Connections (TCP, binary and text).
   Counter connections_accepted;      // accepted and served
   Counter connections_open;          // open now (set, not added)
@@ -54,6 +68,7 @@ struct NetworkCounters {
 };
 
 static_assert(std::is_standard_layout_v<NetworkCounters>);
+static_assert(sizeof(NetworkCounters) == NetworkCounters::kFieldNames.size() * sizeof(Counter));
 
 }  // namespace sluice
 

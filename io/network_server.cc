@@ -303,6 +303,7 @@ class NetworkServer::Impl {
     return status_;
   }
   int64_t next_sequence() const noexcept { return first_sequence_ + next_; }
+  int wake_fd() const noexcept { return wake_fd_; }
 
   NetworkOptions options_;
   NetworkCounters own_counters_;
@@ -1615,7 +1616,11 @@ void NetworkServer::Impl::route(const OutputEvent& e, int64_t now_ns) {
     c.out.append(reinterpret_cast<const std::byte*>(line), n);
   }
   counters_->decisions_sent.add();
-  if (e.receive_ticks != 0) latency_.record(now_ns - ticks_to_ns(e.receive_ticks));
+  if (e.receive_ticks != 0) {
+    const int64_t latency = now_ns - ticks_to_ns(e.receive_ticks);
+    latency_.record(latency);
+    if (options_.decision_latency != nullptr) options_.decision_latency->record(latency);
+  }
   release_held(c);
   mark_flush(c);
   if (!check_output_bound(c)) return;
@@ -1832,6 +1837,7 @@ bool NetworkServer::drained() const noexcept {
 uint16_t NetworkServer::port() const noexcept { return impl_->port_; }
 uint16_t NetworkServer::text_port() const noexcept { return impl_->text_port_; }
 uint16_t NetworkServer::udp_port() const noexcept { return impl_->udp_port_; }
+int NetworkServer::wake_fd() const noexcept { return impl_->wake_fd(); }
 const Sequence& NetworkServer::output_sequence(size_t k) const noexcept {
   return *impl_->output_progress_[k];
 }

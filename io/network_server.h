@@ -57,6 +57,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/histogram.h"
+#include "core/shared_histogram.h"
 #include "core/input_event.h"
 #include "core/output_event.h"
 #include "core/ring_buffer.h"
@@ -103,6 +104,9 @@ struct NetworkOptions {
 
   // Called on the server's thread for every alert read from an output ring (the alerts log).
   std::function<void(const OutputEvent&)> alert_sink;
+  // Also records every ingest-to-decision latency here when set (the stats file's histogram,
+  // readable from other threads); the server's own latency() histogram records them anyway.
+  SharedHistogram* decision_latency = nullptr;
 };
 
 // Client id -> highest journaled client_seq (SPEC 1.7), rebuilt from the journal at start.
@@ -159,6 +163,10 @@ class NetworkServer {
   uint16_t port() const noexcept;
   uint16_t text_port() const noexcept;
   uint16_t udp_port() const noexcept;
+
+  // The eventfd whose read ends a wait(): another io_uring can signal its completions to it
+  // (io_uring_register_eventfd), so the parked thread also wakes for them.
+  int wake_fd() const noexcept;
 
   // Output ring k's consumer progress (the ring's gating sequence).
   const Sequence& output_sequence(size_t k) const noexcept;

@@ -138,7 +138,8 @@ absl::Status SnapshotWriter::write(const Job& job) {
   h.created_ns = realtime_ns();
   seal(h, file);
   const Name name{h.shard_index, h.shard_count, h.sequence};
-  absl::Status s = write_file_atomically(options_.dir, file_name(name), file);
+  absl::Status s = options_.before_commit ? options_.before_commit(h) : absl::OkStatus();
+  if (s.ok()) s = write_file_atomically(options_.dir, file_name(name), file);
   if (s.ok()) s = prune(options_.dir, h.shard_index, h.shard_count, options_.keep);
   last_write_ns_.store(monotonic_ns() - start, std::memory_order_release);
   if (s.ok()) {

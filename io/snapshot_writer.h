@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -42,6 +43,10 @@ struct WriterOptions {
   std::string dir;  // created if missing
   int keep = 3;     // snapshots kept per shard (shard index and count)
   size_t max_pooled_buffers = 4;
+  // Runs on the writing thread before a snapshot's file is written (so before it can exist
+  // under its name); an error abandons that snapshot. The daemon uses it to make sure the
+  // alerts log holds, on disk, every alert up to the snapshot's sequence first.
+  std::function<absl::Status(const Header&)> before_commit;
 };
 
 class SnapshotWriter {

@@ -110,6 +110,10 @@ const std::map<std::string, Setter>& setters() {
        [](const toml::node& n, DaemonConfig& c) -> absl::Status {
          // Either "0,1" (as --cpus) or [0, 1].
          if (n.is_string()) {
+           if (n.value<std::string>()->empty()) {  // "": no pinning
+             c.cpus.clear();
+             return absl::OkStatus();
+           }
            auto cpus = parse_cpu_list(*n.value<std::string>());
            if (!cpus.ok()) return cpus.status();
            c.cpus = *cpus;
@@ -117,6 +121,10 @@ const std::map<std::string, Setter>& setters() {
          }
          const toml::array* a = n.as_array();
          if (a == nullptr) return type_error("a CPU list (\"0,1\" or [0, 1])", n);
+         if (a->empty()) {  // []: no pinning
+           c.cpus.clear();
+           return absl::OkStatus();
+         }
          std::vector<std::string> items;
          for (const toml::node& e : *a) {
            if (!e.is_integer()) return type_error("integer CPU ids", e);

@@ -21,16 +21,30 @@ namespace sluice {
 class DecisionDigest {
  public:
   void add(const DecisionRecord& d) noexcept {
+    sum_ += hash(d);
+    ++count_;
+  }
+
+  // One decision's contribution; the digest is the sum of these (mod 2^64) and the count.
+  static uint64_t hash(const DecisionRecord& d) noexcept {
     uint64_t h = mix(static_cast<uint64_t>(d.seq));
     h = mix(h ^ static_cast<uint64_t>(static_cast<unsigned char>(d.type)));
     h = mix(h ^ d.account_id);
     h = mix(h ^ d.client_id);
     h = mix(h ^ d.client_seq);
-    h = mix(h ^
-            (static_cast<uint64_t>(d.verdict) | uint64_t{d.reason} << 8 | uint64_t{d.flags} << 16));
-    sum_ += h;
-    ++count_;
+    return mix(h ^ (static_cast<uint64_t>(d.verdict) | uint64_t{d.reason} << 8 |
+                    uint64_t{d.flags} << 16));
   }
+
+  // A digest kept elsewhere as its two parts (e.g. counters in the stats file).
+  static DecisionDigest from_parts(uint64_t sum, uint64_t count) noexcept {
+    DecisionDigest d;
+    d.sum_ = sum;
+    d.count_ = count;
+    return d;
+  }
+  uint64_t sum() const noexcept { return sum_; }
+
   void combine(const DecisionDigest& other) noexcept {
     sum_ += other.sum_;
     count_ += other.count_;

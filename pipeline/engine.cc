@@ -5,9 +5,13 @@
 
 #include <algorithm>
 #include <array>
+#include <deque>
+#include <limits>
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -72,26 +76,19 @@ struct EngineGauges {
   Counter decisions_digest_count;
 };
 
-std::vector<std::string> shard_counter_names() {
-  std::vector<std::string> names = {"events_total", "last_sequence", "decisions_total"};
-  for (int v = 0; v < 6; ++v) {
-    names.push_back(absl::StrCat("decisions_",
-                                 absl::AsciiStrToLower(to_absl(wire::verdict_name(static_cast<wire::Verdict>(v)))),
-                                 "_total"));
+// Writes `text` to a temp file and renames it over `path`: readers see the old or the new
+// file, never a part.
+absl::Status write_file_replacing(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) return absl::InternalError(absl::StrCat("write ", tmp, " failed"));
   }
-  names.push_back("alerts_total");
-  names.push_back("alerts_rule_none_total");
-  for (int r = 1; r < 7; ++r) {
-    names.push_back(absl::StrCat("alerts_",
-                                 absl::AsciiStrToLower(to_absl(wire::rule_name(static_cast<wire::Rule>(r)))),
-                                 "_total"));
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("rename ", tmp, " to ", path, ": ", std::strerror(errno)));
   }
-  for (const char* n : {"output_full_stalls_total", "snapshots_total", "snapshots_forced_total",
-                        "snapshot_stall_ns_last", "snapshot_stall_ns_max",
-                        "snapshot_cow_chunks_total", "digest_sum", "digest_count"}) {
-    names.push_back(n);
-  }
-  return names;
+  return absl::OkStatus();
 }
 
 // A journal failure must not take the network agent down with it (they share a thread): the
@@ -298,9 +295,18 @@ class Engine::Impl {
   std::unique_ptr<WaitStrategy> wait_;
   std::unique_ptr<InputRing> input_ring_;
   std::vector<std::unique_ptr<OutputRing>> outputs_;
-  // Egress progress per output ring as of the last successful alerts-log flush: every alert
-  // up to it is in the log (the snapshot fence waits on these).
-  std::vector<std::unique_ptr<Sequence>> alerts_flushed_;
+  // Alerts taken by egress, per shard, waiting for their turn in the alerts log.
+  std::vector<std::deque<OutputEvent>> pending_alerts_;
+  struct ShardProgress {
+    int64_t done = 0;     // every answer of the shard up to this journal sequence was taken
+    int64_t pending = 0;  // progress sampled, complete once egress takes `cursor`
+    int64_t cursor = -1;
+  };
+  std::vector<ShardProgress> progress_;
+  int64_t ring_base_ = 0;  // the journal sequence of input ring slot 0
+  // Every alert up to this journal sequence is in the alerts log (the snapshot fence waits on
+  // it). Written by the io thread.
+  Sequence alerts_through_;
   std::unique_ptr<JournalStage<>> journal_stage_;
   std::unique_ptr<JournalGuard> journal_guard_;
   std::vector<std::unique_ptr<ShardStage>> shard_stages_;
@@ -325,6 +331,8 @@ absl::Status Engine::Impl::start() {
   auto lock = DataDirLock::acquire(config_.data_dir);
   if (!lock.ok()) return lock.status();
   lock_ = std::move(*lock);
+  // What this run's decisions are made under: `sluice replay DIR` reads the thresholds back.
+  if (absl::Status s = write_file_replacing(paths_.config, to_toml(config_)); !s.ok()) return s;
   if (absl::Status s = open_stats(); !s.ok()) return s;
   stats_->set_state(DaemonState::kRecovering);
   if (absl::Status s = recover_state(); !s.ok()) return s;
@@ -361,7 +369,7 @@ absl::Status Engine::Impl::open_stats() {
   const size_t journal_block = layout.add_counters<JournalCounters>("journal");
   std::vector<size_t> shard_blocks;
   for (uint32_t k = 0; k < config_.shards; ++k) {
-    shard_blocks.push_back(layout.add_counters(absl::StrCat("shard", k), shard_counter_names()));
+    shard_blocks.push_back(layout.add_counters<ShardCounters>(absl::StrCat("shard", k)));
   }
   const size_t decision_hist = layout.add_histogram("ingest_to_decision");
   const size_t durable_hist = layout.add_histogram("ingest_to_durable");
@@ -433,9 +441,12 @@ absl::Status Engine::Impl::build_pipeline() {
   input_ring_ = std::make_unique<InputRing>(config_.input_ring_size, *wait_);
   for (uint32_t k = 0; k < config_.shards; ++k) {
     outputs_.push_back(std::make_unique<OutputRing>(config_.output_ring_size, *wait_));
-    alerts_flushed_.push_back(std::make_unique<Sequence>());
   }
 
+  ring_base_ = writer_->next_sequence();
+  pending_alerts_.resize(config_.shards);
+  progress_.assign(config_.shards, ShardProgress{.done = ring_base_ - 1, .pending = ring_base_ - 1});
+  alerts_through_.set(ring_base_ - 1);
   journal_stage_ = std::make_unique<JournalStage<>>(*input_ring_, *writer_, std::vector<const Sequence*>{},
                                                     journal_counters_, durable_latency_);
   journal_guard_ = std::make_unique<JournalGuard>(*journal_stage_);
@@ -460,7 +471,9 @@ absl::Status Engine::Impl::build_pipeline() {
   net.max_in_flight = static_cast<uint32_t>(config_.max_in_flight);
   net.snapshot_every_events = config_.snapshot_every_events;
   net.snapshot_interval_ns = config_.snapshot_interval_s * 1'000'000'000;
-  net.alert_sink = [this](const OutputEvent& a) { alerts_log_->add(a); };
+  net.alert_sink = [this](const OutputEvent& a) {
+    pending_alerts_[shard_of(a.account_id, config_.shards)].push_back(a);
+  };
   net.decision_latency = decision_latency_;
   std::vector<OutputRing*> outputs;
   for (auto& o : outputs_) outputs.push_back(o.get());
@@ -538,56 +551,59 @@ absl::Status Engine::Impl::write_listening_file() {
   if (!endpoints_.text.empty()) absl::StrAppend(&text, "text ", endpoints_.text, "\n");
   if (!endpoints_.udp.empty()) absl::StrAppend(&text, "udp ", endpoints_.udp, "\n");
   if (!endpoints_.metrics.empty()) absl::StrAppend(&text, "metrics ", endpoints_.metrics, "\n");
-  const std::string path = paths_.root + "/listening";
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << text;
-    if (!out) return absl::InternalError(absl::StrCat("write ", tmp, " failed"));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    return absl::InternalError(absl::StrCat("rename ", tmp, " to ", path, " failed"));
-  }
-  return absl::OkStatus();
+  return write_file_replacing(paths_.root + "/listening", text);
 }
 
+// Egress takes answers from N output rings, so alerts reach it out of sequence order across
+// shards. The log gets them in (sequence, rule) order: an alert is released once every shard is
+// known to have published all its answers up to that sequence (its progress, read before its
+// output cursor, once egress has taken that cursor), then merged from the per-shard queues.
+// That order is what lets a restarted daemon tell exactly which alerts the log already holds.
 void Engine::Impl::flush_alerts() {
-  if (!alerts_log_->has_buffered()) {
-    // Nothing buffered: everything egress took so far is in the log.
-    for (size_t k = 0; k < outputs_.size(); ++k) {
-      const int64_t v = server_->output_sequence(k).get();
-      if (v != alerts_flushed_[k]->get()) alerts_flushed_[k]->set(v);
+  int64_t watermark = std::numeric_limits<int64_t>::max();
+  for (size_t k = 0; k < outputs_.size(); ++k) {
+    ShardProgress& p = progress_[k];
+    if (server_->output_sequence(k).get() >= p.cursor) {
+      p.done = p.pending;
+      // Progress first, then the cursor: the shard publishes its answers before its progress,
+      // so every answer up to `pending` is at or below `cursor`.
+      p.pending = ring_base_ + shard_stages_[k]->sequence().get();
+      p.cursor = outputs_[k]->cursor().get();
     }
-    return;
+    watermark = std::min(watermark, p.done);
   }
-  // Read the progress before writing: alerts taken later are not covered by this write.
-  std::array<int64_t, 256> progress{};
-  for (size_t k = 0; k < outputs_.size(); ++k) progress[k] = server_->output_sequence(k).get();
-  if (absl::Status s = alerts_log_->flush(); !s.ok()) {
-    if (alerts_log_errors_.get() == 0) log_error("alerts log: ", s.message());
-    alerts_log_errors_.add();
-    return;
+  bool added = false;
+  for (;;) {
+    std::deque<OutputEvent>* next = nullptr;
+    for (auto& q : pending_alerts_) {
+      if (q.empty() || q.front().seq > watermark) continue;
+      if (next == nullptr || q.front().seq < next->front().seq) next = &q;
+    }
+    if (next == nullptr) break;
+    alerts_log_->add(next->front());
+    next->pop_front();
+    added = true;
   }
-  for (size_t k = 0; k < outputs_.size(); ++k) alerts_flushed_[k]->set(progress[k]);
+  if (alerts_log_->has_buffered()) {
+    if (absl::Status s = alerts_log_->flush(); !s.ok()) {
+      if (alerts_log_errors_.get() == 0) log_error("alerts log: ", s.message());
+      alerts_log_errors_.add();
+      return;
+    }
+  }
+  (void)added;
+  if (watermark != std::numeric_limits<int64_t>::max() && watermark > alerts_through_.get()) {
+    alerts_through_.set(watermark);
+  }
 }
 
-// On the snapshot writer's thread, before a snapshot commits: every alert of the events it
-// covers must be in the alerts log, on disk, so the log never lacks an alert a restart would
-// not produce again.
+// On the snapshot writer's thread, before a snapshot is written: every alert of the events it
+// covers must be in the alerts log, on disk, so a restart from it never lacks one.
 absl::Status Engine::Impl::alerts_fence(const snapshot::Header& header) {
-  std::vector<int64_t> target(outputs_.size());
-  for (size_t k = 0; k < outputs_.size(); ++k) target[k] = outputs_[k]->cursor().get();
-  const bool done = wait_until(
-      [&] {
-        for (size_t k = 0; k < outputs_.size(); ++k) {
-          if (alerts_flushed_[k]->get() < target[k]) return false;
-        }
-        return true;
-      },
-      std::chrono::seconds(10));
-  if (!done) {
+  const int64_t target = header.sequence;
+  if (!wait_until([&] { return alerts_through_.get() >= target; }, std::chrono::seconds(10))) {
     return absl::DeadlineExceededError(absl::StrCat(
-        "snapshot at sequence ", header.sequence, ": egress did not write the alerts before it"));
+        "snapshot at sequence ", target, ": the alerts log did not reach it within 10 s"));
   }
   return alerts_log_->sync();
 }
@@ -727,7 +743,9 @@ absl::Status Engine::Impl::shutdown() {
 
   // The journal: flush and fsync what was taken (whatever the durability mode).
   if (!journal_guard_->failed()) note(writer_->close());
-  // The alerts log, then the snapshots (whose fence wants the alerts on disk).
+  // The alerts log, then the snapshots (whose fence wants the alerts on disk). Two rounds: the
+  // first completes the progress samples taken while running, the second the final ones.
+  flush_alerts();
   flush_alerts();
   note(alerts_log_->sync());
   if (!journal_guard_->failed()) {
@@ -745,12 +763,10 @@ absl::Status Engine::Impl::shutdown() {
 
 absl::Status Engine::Impl::write_digest_file() {
   const DecisionDigest d = digest();
-  const std::string path = paths_.root + "/decisions.digest";
-  std::ofstream out(path, std::ios::trunc);
-  out << "sequences " << first_sequence_ << ".." << gauges_->last_sequence.get() << " decisions "
-      << d.count() << " digest " << d.hex() << "\n";
-  if (!out) return absl::InternalError(absl::StrCat("write ", path, " failed"));
-  return absl::OkStatus();
+  return write_file_replacing(
+      paths_.root + "/decisions.digest",
+      absl::StrCat("sequences ", first_sequence_, "..", gauges_->last_sequence.get(), " decisions ",
+                   d.count(), " digest ", d.hex(), "\n"));
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::start(const DaemonConfig& config) {

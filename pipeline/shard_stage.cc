@@ -68,6 +68,9 @@ void ShardStage::OutputSink::on_decision(const DecisionRecord& d) {
   claimed = hi;
   counters_.decisions.add();
   counters_.decisions_by_verdict[static_cast<size_t>(d.verdict) % 6].add();
+  digest_sum += DecisionDigest::hash(d);
+  counters_.digest_sum.set(static_cast<int64_t>(digest_sum));
+  counters_.digest_count.add();
 }
 
 void ShardStage::OutputSink::on_alert(const AlertRecord& a) {

@@ -25,6 +25,7 @@
 #ifndef SLUICE_PIPELINE_SHARD_STAGE_H_
 #define SLUICE_PIPELINE_SHARD_STAGE_H_
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -41,6 +42,7 @@
 #include "io/snapshot_format.h"
 #include "io/snapshot_writer.h"
 #include "pipeline/agent.h"
+#include "pipeline/decision_digest.h"
 #include "pipeline/keyed_processors.h"
 #include "pipeline/processor.h"
 
@@ -49,6 +51,15 @@ namespace sluice {
 // A shard stage's statistics: plain single-writer counters (core/counter.h), standard layout, so
 // the engine can place the struct in the mapped stats file.
 struct ShardCounters {
+  static constexpr std::array<std::string_view, 25> kFieldNames = {
+      "events_total", "last_sequence", "decisions_total", "decisions_accept_total",
+      "decisions_flag_total", "decisions_reject_total", "decisions_duplicate_total",
+      "decisions_late_total", "decisions_invalid_total", "alerts_total", "alerts_none_total",
+      "alerts_velocity_exceeded_total", "alerts_amount_anomaly_total",
+      "alerts_max_order_qty_total", "alerts_max_order_notional_total",
+      "alerts_position_limit_total", "alerts_order_rate_total", "output_full_stalls_total",
+      "snapshots_total", "snapshots_forced_total", "snapshot_stall_ns_last",
+      "snapshot_stall_ns_max", "snapshot_cow_chunks_total", "digest_sum", "digest_count"};
   Counter events;         // input events handled
   Counter last_sequence;  // journal sequence of the last one
   Counter decisions;
@@ -61,7 +72,12 @@ struct ShardCounters {
   Counter snapshot_stall_ns_last;  // max ns of snapshot work in one pass, last snapshot
   Counter snapshot_stall_ns_max;   // the same, over all snapshots
   Counter snapshot_cow_chunks;     // chunks copied because a write landed in them
+  // DecisionDigest of every decision (pipeline/decision_digest.h) as its two parts: the sum
+  // (mod 2^64, stored as its bit pattern) and the count, so digests of shards combine.
+  Counter digest_sum;
+  Counter digest_count;
 };
+static_assert(sizeof(ShardCounters) == ShardCounters::kFieldNames.size() * sizeof(Counter));
 
 // The header of a snapshot of `shard` as of `sequence` (its state must be as of it).
 snapshot::Header snapshot_header(const Shard& shard, int64_t sequence);
@@ -112,7 +128,8 @@ class ShardStage final : public Agent {
     void on_decision(const DecisionRecord& d) override;
     void on_alert(const AlertRecord& a) override;
     const InputEvent* current = nullptr;
-    int64_t claimed = -1;  // highest output sequence claimed, published at the end of the pass
+    int64_t claimed = -1;
+    uint64_t digest_sum = 0;  // mirrored into counters_.digest_sum  // highest output sequence claimed, published at the end of the pass
 
    private:
     OutputRing& ring_;

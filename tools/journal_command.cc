@@ -20,6 +20,7 @@
 #include "core/wire_format.h"
 #include "io/journal_format.h"
 #include "io/journal_reader.h"
+#include "tools/data_dir_args.h"
 
 namespace sluice::tools {
 namespace {
@@ -319,19 +320,30 @@ void add_journal_command(CLI::App& app, CommandAction* action) {
 
   CLI::App* info = journal->add_subcommand(
       "info", "segments, sequence range, record count, bytes, ingest time span, torn tail");
-  info->add_option("DIR", options->dir, "journal directory")->required();
-  info->callback([action, options] { *action = [options] { return run_info(*options); }; });
+  info->add_option("DIR", options->dir, "journal directory (or a data directory holding journal/)")
+      ->required();
+  // A data directory stands for its journal: resolved once the whole line is parsed.
+  auto resolved = [options] {
+    JournalOptions o = *options;
+    o.dir = journal_dir_of(o.dir);
+    return o;
+  };
+  info->callback([action, resolved] { *action = [resolved] { return run_info(resolved()); }; });
 
   CLI::App* dump = journal->add_subcommand("dump", "print one record a line");
-  dump->add_option("DIR", options->dir, "journal directory")->required();
+  dump->add_option("DIR", options->dir, "journal directory (or a data directory holding journal/)")
+      ->required();
   dump->add_option("--from", options->from, "first sequence to print (default: the first)");
   dump->add_option("--to", options->to, "last sequence to print (default: the last)");
-  dump->callback([action, options] { *action = [options] { return run_dump(*options); }; });
+  dump->callback([action, resolved] { *action = [resolved] { return run_dump(resolved()); }; });
 
   CLI::App* verify = journal->add_subcommand(
       "verify", "check every record; exit 1 on corruption, naming the segment file and offset");
-  verify->add_option("DIR", options->dir, "journal directory")->required();
-  verify->callback([action, options] { *action = [options] { return run_verify(*options); }; });
+  verify
+      ->add_option("DIR", options->dir, "journal directory (or a data directory holding journal/)")
+      ->required();
+  verify->callback(
+      [action, resolved] { *action = [resolved] { return run_verify(resolved()); }; });
 }
 
 }  // namespace sluice::tools

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "core/wire_format.h"
 #include "pipeline/replay.h"
+#include "tools/data_dir_args.h"
 
 namespace sluice::tools {
 namespace {
@@ -22,24 +23,8 @@ struct ReplayArgs {
   uint32_t shards = 0;  // 0: not given
   std::string decisions_out;
   bool no_snapshots = false;
+  std::string config;
 };
-
-// DIR may be the journal itself or a daemon data directory holding it in journal/ (and its
-// snapshots in snapshots/).
-std::string journal_dir_of(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  const fs::path nested = fs::path(dir) / "journal";
-  if (fs::is_directory(nested, ec)) return nested.string();
-  return dir;
-}
-std::string snapshot_dir_of(const std::string& dir) {
-  namespace fs = std::filesystem;
-  std::error_code ec;
-  if (!fs::is_directory(fs::path(dir) / "journal", ec)) return "";
-  const fs::path nested = fs::path(dir) / "snapshots";
-  return fs::is_directory(nested, ec) ? nested.string() : "";
-}
 
 int run(const ReplayArgs& args) {
   namespace fs = std::filesystem;
@@ -52,11 +37,18 @@ int run(const ReplayArgs& args) {
     print_error(absl::StrCat("replay: --from ", args.from, " is after --to ", args.to));
     return kExitUsage;
   }
+  std::string config_source;
+  auto processors = processor_config_of(args.dir, args.config, &config_source);
+  if (!processors.ok()) {
+    print_error(absl::StrCat("replay: ", processors.status().message()));
+    return kExitUsage;
+  }
   ReplayOptions options{.journal_dir = journal_dir_of(args.dir),
                         .snapshot_dir = args.no_snapshots ? "" : snapshot_dir_of(args.dir),
                         .from = args.from,
                         .to = args.to,
                         .shards = args.shards,
+                        .config = *processors,
                         .decisions_out = args.decisions_out};
   const bool tty = isatty(STDERR_FILENO) != 0;
   if (tty) {
@@ -73,6 +65,7 @@ int run(const ReplayArgs& args) {
     return kExitFailed;
   }
   const ReplayResult& r = *result;
+  std::printf("processor thresholds from %s\n", config_source.c_str());
   for (const std::string& w : r.warnings) std::printf("snapshot not used: %s\n", w.c_str());
   if (r.snapshot_sequence > 0) {
     std::printf("started from the snapshot set at sequence %lld (%u shard%s, loaded in %.3f s)\n",
@@ -130,6 +123,9 @@ void add_replay_command(CLI::App& app, CommandAction* action) {
                    "shards to run (decisions do not depend on it; default: the snapshot set's, "
                    "else 1)")
       ->check(CLI::Range(1, 1024));
+  replay->add_option("--config", args->config,
+                     "take the processor thresholds from this sluiced config (default: the ones "
+                     "the daemon recorded in DIR/config.toml, else the built-in defaults)");
   replay->add_flag("--no-snapshots", args->no_snapshots,
                    "replay from the journal's start even when DIR/snapshots has a usable set");
   replay->callback([action, args] { *action = [args] { return run(*args); }; });

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <time.h>
 
+#include <csignal>
 #include <cstdio>
 #include <optional>
 #include <string>

@@ -252,9 +252,9 @@ TEST_F(SluicedTest, TextProtocolAnswersLinesAndUdpIsJournaledWithoutDecisions) {
   ASSERT_TRUE(text.send_text("HELLO,77\n"));
   EXPECT_EQ(text.read_line(), "HELLO_ACK,77,0");
   ASSERT_TRUE(text.send_text(absl::StrCat("T,1,", kBaseTime, ",5,250,9,978,1\n")));
-  auto d = text.read_line();
-  ASSERT_TRUE(d.has_value());
-  EXPECT_EQ(*d, "D,1,1,ACCEPT,0,0");
+  auto line = text.read_line();
+  ASSERT_TRUE(line.has_value());
+  EXPECT_EQ(*line, "D,1,1,ACCEPT,0,0");
   ASSERT_TRUE(text.send_text("T,2,oops\n"));  // malformed: an E line, the connection stays
   auto e = text.read_line();
   ASSERT_TRUE(e.has_value());

@@ -73,6 +73,13 @@ risk = false
   EXPECT_TRUE(validate(*c).ok());
 }
 
+TEST_F(DaemonConfigTest, DefaultsRoundTripThroughTheirOwnToml) {
+  auto back = load_config_file(write(to_toml(DaemonConfig{})), DaemonConfig{});
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(to_toml(*back), to_toml(DaemonConfig{}));
+  EXPECT_TRUE(back->cpus.empty());
+}
+
 TEST_F(DaemonConfigTest, RoundTripsThroughItsOwnToml) {
   DaemonConfig c;
   c.shards = 3;
