@@ -145,7 +145,7 @@ TEST(LoadGenerator, MissingDecisionsFailTheRunAndNameTheConnection) {
   FakeSluiceServer server(FakeServerConfig{.drop_every = 100});
   ASSERT_TRUE(server.ok());
   LoadOptions o = options_for(server);
-  o.drain_timeout_s = 0.3;
+  o.drain_timeout_s = 1;
   absl::StatusOr<LoadResult> r = run_load(o);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_FALSE(r->ok());
@@ -156,7 +156,7 @@ TEST(LoadGenerator, MissingDecisionsFailTheRunAndNameTheConnection) {
   ASSERT_EQ(r->error_messages.size(), 1u);
   EXPECT_THAT(r->error_messages[0],
               AllOf(HasSubstr("connection 0 to " + server.target() + " (client_id 1)"),
-                    HasSubstr("10 of 1000 events got no DECISION"),
+                    HasSubstr("10 of 1000 events got no DECISION within the 1 s"),
                     HasSubstr("first missing client_seq 100")));
 }
 
