@@ -470,46 +470,40 @@ absl::Status unavailable(const Connection& c, const std::string& target, std::st
   return absl::UnavailableError(absl::StrCat(connection_prefix(c, target), to_absl(what)));
 }
 
-// Connects every connection, in parallel, within the connect timeout.
-absl::Status connect_all(const LoadOptions& options, const std::string& target,
-                         std::vector<std::unique_ptr<Connection>>& connections) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const std::string port = std::to_string(options.port);
-  const int rc = ::getaddrinfo(options.host.c_str(), port.c_str(), &hints, &found);
-  if (rc != 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot resolve ", target, ": ", ::gai_strerror(rc)));
+// Starts a non-blocking connect of c to address.
+absl::Status start_connect(const LoadOptions& options, const std::string& target, Connection& c,
+                           const addrinfo& address) {
+  if (c.fd >= 0) ::close(c.fd);
+  c.fd = ::socket(address.ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (c.fd < 0) return unavailable(c, target, absl::StrCat("socket: ", errno_text(errno)));
+  const int one = 1;
+  // Nagle would hold small batches back for up to 40 ms; batching is done explicitly here.
+  ::setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  if (options.send_buffer_bytes > 0) {
+    ::setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &options.send_buffer_bytes,
+                 sizeof(options.send_buffer_bytes));
   }
-  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
-  const addrinfo* address = addresses.get();
-  for (auto& c : connections) {
-    c->fd = ::socket(address->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd < 0) return unavailable(*c, target, absl::StrCat("socket: ", errno_text(errno)));
-    const int one = 1;
-    // Nagle would hold small batches back for up to 40 ms; batching is done explicitly here.
-    ::setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (options.send_buffer_bytes > 0) {
-      ::setsockopt(c->fd, SOL_SOCKET, SO_SNDBUF, &options.send_buffer_bytes,
-                   sizeof(options.send_buffer_bytes));
-    }
-    if (::connect(c->fd, address->ai_addr, address->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      return unavailable(*c, target, absl::StrCat("connect: ", errno_text(errno)));
-    }
+  if (::connect(c.fd, address.ai_addr, address.ai_addrlen) != 0 && errno != EINPROGRESS) {
+    return unavailable(c, target, absl::StrCat("connect: ", errno_text(errno)));
   }
+  return absl::OkStatus();
+}
+
+// Waits until every started connect completed, or the first failure, or the timeout.
+absl::Status finish_connects(const LoadOptions& options, const std::string& target,
+                             std::span<const std::unique_ptr<Connection>> connections) {
   const Clock& clock = default_clock();
   const int64_t deadline = clock.now_ns() + seconds_to_ns(options.connect_timeout_s);
   std::vector<pollfd> fds;
-  for (auto& c : connections) fds.push_back(pollfd{c->fd, POLLOUT, 0});
+  for (const auto& c : connections) fds.push_back(pollfd{c->fd, POLLOUT, 0});
   size_t pending = connections.size();
   while (pending > 0) {
     const int64_t left = deadline - clock.now_ns();
     if (left <= 0) break;
     const int r = ::poll(fds.data(), fds.size(), static_cast<int>((left + 999'999) / 1'000'000));
-    if (r < 0 && errno != EINTR)
+    if (r < 0 && errno != EINTR) {
       return absl::UnavailableError(absl::StrCat("poll: ", errno_text(errno)));
+    }
     for (size_t i = 0; i < fds.size(); ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
       int error = 0;
@@ -530,6 +524,42 @@ absl::Status connect_all(const LoadOptions& options, const std::string& target,
     }
   }
   return absl::OkStatus();
+}
+
+// Connects every connection within the connect timeout. The host may resolve to several
+// addresses ("localhost": ::1 and 127.0.0.1); connection 0 tries them in order and the others
+// then connect, in parallel, to the first that answered.
+absl::Status connect_all(const LoadOptions& options, const std::string& target,
+                         std::vector<std::unique_ptr<Connection>>& connections) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const std::string port = std::to_string(options.port);
+  const int rc = ::getaddrinfo(options.host.c_str(), port.c_str(), &hints, &found);
+  if (rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot resolve ", target, ": ", ::gai_strerror(rc)));
+  }
+  std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> addresses(found, &::freeaddrinfo);
+  const addrinfo* chosen = nullptr;
+  absl::Status first_error;
+  for (const addrinfo* a = addresses.get(); a != nullptr && chosen == nullptr; a = a->ai_next) {
+    absl::Status s = start_connect(options, target, *connections[0], *a);
+    if (s.ok()) s = finish_connects(options, target, std::span(connections).first(1));
+    if (s.ok()) {
+      chosen = a;
+    } else if (first_error.ok()) {
+      first_error = std::move(s);
+    }
+  }
+  if (chosen == nullptr) return first_error;
+  for (size_t i = 1; i < connections.size(); ++i) {
+    if (absl::Status s = start_connect(options, target, *connections[i], *chosen); !s.ok()) {
+      return s;
+    }
+  }
+  return finish_connects(options, target, std::span(connections).subspan(1));
 }
 
 // Sends HELLO{client_id} on every connection and waits for each HELLO_ACK (SPEC 1.7).

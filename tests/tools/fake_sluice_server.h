@@ -46,6 +46,7 @@ struct FakeServerConfig {
   int64_t close_after = -1;      // >= 0: close each connection after this many events
   int64_t error_after = -1;      // >= 0: after this many events send ERROR{7, "bad frame"}, close
   int receive_buffer = 0;        // SO_RCVBUF of the accepted sockets; 0 keeps the default
+  bool log_events = true;        // false: keep no per-event log (perf runs of millions)
 };
 
 // What one connection sent, for the tests to check.
@@ -189,7 +190,7 @@ class FakeSluiceServer {
               valid = wire::is_valid(t);
             }
             ++events;
-            {
+            if (config_.log_events) {
               std::lock_guard<std::mutex> lock(mutex_);
               c->log.client_seqs.push_back(client_seq);
               c->log.event_times.push_back(event_time);
