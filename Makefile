@@ -22,7 +22,7 @@ test: build
 	@ctest --preset $(PRESET)
 
 demo: build
-	@$(BUILD_DIR)/tools/sluice_demo --seconds 2 --paced-seconds 2 --rate 1000000 --cpus 0,1
+	@bash scripts/demo.sh $(BUILD_DIR)
 
 bench: deps
 	@cmake --preset release >/dev/null

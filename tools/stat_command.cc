@@ -11,11 +11,14 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/clock.h"
+#include "core/absl_compat.h"
 #include "core/histogram.h"
+#include "core/wire_format.h"
 #include "io/data_dir.h"
 #include "io/stats_file.h"
 
@@ -26,6 +29,7 @@ struct StatArgs {
   std::string dir = "./sluice-data";
   bool once = false;
   bool json = false;
+  bool all = false;
   double interval_s = 1.0;
   int64_t count = 0;  // refreshes before exiting; 0: until interrupted
 };
@@ -113,12 +117,10 @@ std::string json(const StatsView& view, const Sample& now, const Sample* before)
   return out;
 }
 
-std::string table(const StatsView& view, const Sample& now, const Sample* before) {
+// Every counter of every block, with rates for the "_total" ones (--all).
+std::string all_counters(const StatsView& view, const Sample& now, const Sample* before) {
   const double secs = before == nullptr ? 0 : static_cast<double>(now.at_ns - before->at_ns) / 1e9;
-  std::string out = absl::StrFormat(
-      "sluiced pid %d  %s%s  up %s  (%s)\n", view.pid(), daemon_state_name(view.state()).data(),
-      view.writer_alive() ? "" : " (process gone)",
-      human_ns(realtime_ns() - view.start_time_ns()), view.path());
+  std::string out;
   for (const auto& b : view.blocks()) {
     if (b.kind != StatsBlockKind::kCounters) continue;
     absl::StrAppend(&out, "\n[", b.name, "]\n");
@@ -135,6 +137,76 @@ std::string table(const StatsView& view, const Sample& now, const Sample* before
       absl::StrAppend(&out, absl::StrFormat("  %-36s %16d %s\n", b.fields[i], v, rate));
     }
   }
+  return out;
+}
+
+// The operator's view: throughput, verdicts and alerts (summed over the shards), lags per
+// consumer, connections, backpressure, snapshots and latency.
+std::string summary(const StatsView& view, const Sample& now, const Sample* before) {
+  const double secs = before == nullptr ? 0 : static_cast<double>(now.at_ns - before->at_ns) / 1e9;
+  auto value = [&](const std::string& name) {
+    auto it = now.values.find(name);
+    return it == now.values.end() ? int64_t{0} : it->second;
+  };
+  // The sum of a field over every block whose name starts with `prefix`.
+  auto sum = [&](const std::string& prefix, const std::string& field) {
+    int64_t total = 0;
+    for (const auto& [name, v] : now.values) {
+      const size_t dot = name.find('.');
+      if (name.compare(0, prefix.size(), prefix) == 0 && name.compare(dot + 1, std::string::npos, field) == 0) {
+        total += v;
+      }
+    }
+    return total;
+  };
+  auto rate = [&](const std::string& name) -> std::string {
+    if (secs <= 0) return "";
+    auto a = now.values.find(name);
+    auto b = before->values.find(name);
+    if (a == now.values.end() || b == before->values.end()) return "";
+    return absl::StrFormat(" (%.0f/s)", static_cast<double>(a->second - b->second) / secs);
+  };
+  const double up = static_cast<double>(realtime_ns() - view.start_time_ns()) / 1e9;
+  std::string out = absl::StrFormat("sluiced pid %d  %s%s  up %.1f s  (%s)\n", view.pid(),
+                                    daemon_state_name(view.state()).data(),
+                                    view.writer_alive() ? "" : ", process gone", up, view.path());
+  absl::StrAppend(&out, "events        journaled ", value("net.events_journaled_total"),
+                  rate("net.events_journaled_total"), "   decisions sent ",
+                  value("net.decisions_sent_total"), rate("net.decisions_sent_total"),
+                  "   alerts sent ", value("net.alerts_sent_total"), rate("net.alerts_sent_total"),
+                  "\n");
+  absl::StrAppend(&out, "verdicts     ");
+  for (const char* v : {"accept", "flag", "reject", "late"}) {
+    absl::StrAppend(&out, " ", absl::AsciiStrToUpper(v), " ",
+                    sum("shard", absl::StrCat("decisions_", v, "_total")));
+  }
+  absl::StrAppend(&out, " DUPLICATE ", value("net.duplicate_total"), " INVALID ",
+                  value("net.invalid_total"), "\n");
+  absl::StrAppend(&out, "alerts       ");
+  for (int r = 1; r <= 6; ++r) {
+    const std::string rule(to_absl(wire::rule_name(static_cast<wire::Rule>(r))));
+    absl::StrAppend(&out, " ", rule, " ",
+                    sum("shard", absl::StrCat("alerts_", absl::AsciiStrToLower(rule), "_total")));
+  }
+  absl::StrAppend(&out, "\n");
+  absl::StrAppend(&out, "lag (events)  journal ", value("engine.journal_lag"), "  durable ",
+                  value("engine.durable_lag"), "  shards ", value("engine.shard_lag_max"),
+                  "  egress ", value("engine.output_lag_max"), "\n");
+  absl::StrAppend(&out, "connections   open ", value("net.connections_open"), "  accepted ",
+                  value("net.connections_accepted_total"), "  refused ",
+                  value("net.connections_refused_total"), "  dropped slow ",
+                  value("net.connections_dropped_slow_total"), "  protocol errors ",
+                  value("net.protocol_errors_total"), "\n");
+  absl::StrAppend(&out, "backpressure  input ring full ", value("net.ring_full_episodes_total"),
+                  " times, ",
+                  absl::StrFormat("%.1f ms", static_cast<double>(value("net.ring_full_ns_total")) / 1e6),
+                  "; output ring full ", sum("shard", "output_full_stalls_total"), " passes\n");
+  int64_t stall = 0;
+  for (const auto& [name, v] : now.values) {
+    if (absl::EndsWith(name, ".snapshot_stall_ns_max")) stall = std::max(stall, v);
+  }
+  absl::StrAppend(&out, "snapshots     ", sum("shard", "snapshots_total"), " shard snapshots, ",
+                  "longest stall ", human_ns(stall), "\n");
   bool header = false;
   for (const auto& b : view.blocks()) {
     if (b.kind != StatsBlockKind::kHistogram) continue;
@@ -150,6 +222,12 @@ std::string table(const StatsView& view, const Sample& now, const Sample* before
                                           human_ns(p.p999), human_ns(p.p9999),
                                           human_ns(p.max)));
   }
+  return out;
+}
+
+std::string table(const StatsView& view, const Sample& now, const Sample* before, bool all) {
+  std::string out = summary(view, now, before);
+  if (all) out += all_counters(view, now, before);
   return out;
 }
 
@@ -170,7 +248,7 @@ int run(const StatArgs& args) {
   }
   if (args.once) {
     const Sample now = take(**view);
-    std::fputs(args.json ? json(**view, now, nullptr).c_str() : table(**view, now, nullptr).c_str(),
+    std::fputs(args.json ? json(**view, now, nullptr).c_str() : table(**view, now, nullptr, args.all).c_str(),
                stdout);
     return kExitOk;
   }
@@ -186,7 +264,7 @@ int run(const StatArgs& args) {
       continue;
     }
     const Sample now = take(**view);
-    const std::string text = args.json ? json(**view, now, &before) : table(**view, now, &before);
+    const std::string text = args.json ? json(**view, now, &before) : table(**view, now, &before, args.all);
     if (tty && !args.json) std::fputs("\033[H\033[2J", stdout);  // clear the screen
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
@@ -204,7 +282,8 @@ void add_stat_command(CLI::App& app, CommandAction* action) {
   stat->add_option("DIR", args->dir, "the daemon's data directory (or its stats file)")
       ->capture_default_str();
   stat->add_flag("--once", args->once, "print one reading and exit");
-  stat->add_flag("--json", args->json, "one JSON object a reading");
+  stat->add_flag("--json", args->json, "one JSON object a reading (every counter)");
+  stat->add_flag("--all", args->all, "every counter of every block after the summary");
   stat->add_option("--interval", args->interval_s, "seconds between readings")
       ->check(CLI::Range(0.05, 3600.0));
   stat->add_option("--count", args->count, "exit after this many readings (0: never)")

@@ -62,13 +62,17 @@ TEST_F(SluiceStatCli, LiveViewReportsRates) {
   EXPECT_THAT(r.out, HasSubstr("\"rates_per_s\":{\"net.events_total\":"));
 }
 
-TEST_F(SluiceStatCli, TableNamesBlocksAndLatencies) {
+TEST_F(SluiceStatCli, SummaryShowsConnectionsAndLatenciesAndAllShowsEveryCounter) {
   const testing::ToolRun r = run({"stat", root_ + "/stats", "--once"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("running"));
-  EXPECT_THAT(r.out, HasSubstr("[net]"));
-  EXPECT_THAT(r.out, HasSubstr("connections_open"));
+  EXPECT_THAT(r.out, HasSubstr("connections   open 3"));
   EXPECT_THAT(r.out, HasSubstr("ingest_to_decision"));
+  EXPECT_THAT(r.out, ::testing::Not(HasSubstr("[net]")));
+  const testing::ToolRun all = run({"stat", root_, "--once", "--all"});
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  EXPECT_THAT(all.out, HasSubstr("[net]"));
+  EXPECT_THAT(all.out, HasSubstr("events_total"));
 }
 
 TEST_F(SluiceStatCli, NoDaemonIsExit1NamingTheFile) {
