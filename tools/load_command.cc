@@ -216,6 +216,9 @@ void add_floor_command(CLI::App& app, CommandAction* action) {
   floor->add_option("--size", o.size, "bytes per frame (44: a TRANSACTION frame)")
       ->capture_default_str();
   floor->add_flag("--spin", o.spin, "both ends poll non-blocking sockets instead of sleeping");
+  floor->add_option("--fdatasync", o.fdatasync_dir,
+                    "measure the disk instead: --size-byte pwrite + fdatasync round trips in a "
+                    "preallocated file in this directory (the journal's floor)");
   floor->add_flag("--json", args->json, "print one JSON object on stdout");
   add_hgrm_options(floor, &args->hgrm);
   floor->callback([action, args] { *action = [args] { return run_floor_command(*args); }; });

@@ -1,6 +1,7 @@
 #include "tools/loopback_floor.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/prctl.h>
@@ -108,7 +109,9 @@ void wait_until(const Clock& clock, int64_t when, bool spin) noexcept {
 
 }  // namespace
 
-absl::StatusOr<FloorResult> run_loopback_floor(const FloorOptions& options) {
+namespace {
+
+absl::Status check_options(const FloorOptions& options) {
   if (!(options.rate >= 0) || !std::isfinite(options.rate)) {
     return absl::InvalidArgumentError("--rate must be 0 (back to back) or more");
   }
@@ -121,7 +124,89 @@ absl::StatusOr<FloorResult> run_loopback_floor(const FloorOptions& options) {
   if (options.size < 8 || options.size > 65'536) {
     return absl::InvalidArgumentError("--size must be 8..65536 bytes");
   }
+  return absl::OkStatus();
+}
+
+// Runs round trips on the options' schedule (paced, or back to back for the duration) and
+// records them. `once(k)` performs round trip k and returns an empty string, or what went
+// wrong; `fatal` (set by once) stops the run after a failure that cannot be retried.
+template <typename F>
+FloorResult run_round_trips(const FloorOptions& options, F&& once, bool* fatal) {
   const Clock& clock = default_clock();
+  FloorResult result;
+  result.rate_target = options.rate;
+  const bool paced = options.rate > 0;
+  const double interval = paced ? 1e9 / options.rate : 0.0;
+  const int64_t warmup_ns = std::llround(options.warmup_s * 1e9);
+  const int64_t duration_ns = std::llround(options.duration_s * 1e9);
+  const int64_t warmup_count = paced ? std::llround(options.warmup_s * options.rate) : 0;
+  const int64_t total =
+      paced ? warmup_count + std::max<int64_t>(1, std::llround(options.duration_s * options.rate))
+            : std::numeric_limits<int64_t>::max();
+
+  const int64_t start = clock.now_ns() + 1'000'000;
+  const int64_t measure_start =
+      paced ? start + static_cast<int64_t>(static_cast<double>(warmup_count) * interval)
+            : start + warmup_ns;
+  const int64_t end = start + warmup_ns + duration_ns;  // back-to-back runs stop here
+  int64_t next_progress = start + 1'000'000'000;
+  int64_t last_measured_send = 0;
+  int64_t first_measured_send = 0;
+  for (int64_t k = 0; k < total; ++k) {
+    // Relaxed: a request to stop early; nothing else is published through it.
+    if (options.stop != nullptr && options.stop->load(std::memory_order_relaxed)) break;
+    const int64_t intended =
+        paced ? start + static_cast<int64_t>(static_cast<double>(k) * interval) : 0;
+    if (paced) {
+      wait_until(clock, intended, options.spin);
+    } else if (k == 0) {
+      wait_until(clock, start, options.spin);
+    }
+    const int64_t t0 = clock.now_ns();
+    if (!paced && t0 >= end) break;
+    const bool measured = paced ? k >= warmup_count : t0 >= measure_start;
+    ++result.sent;
+    const std::string error = once(k);
+    const int64_t t1 = clock.now_ns();
+    if (!error.empty()) {
+      ++result.errors;
+      if (result.error_messages.size() < 3) result.error_messages.push_back(error);
+      if (*fatal) break;
+      continue;
+    }
+    ++result.echoed;
+    if (paced && t0 - intended > static_cast<int64_t>(interval)) ++result.late;
+    if (measured) {
+      result.rtt.record(t1 - t0);
+      if (paced) result.send_lag.record(t0 - intended);
+      ++result.measured;
+      if (first_measured_send == 0) first_measured_send = t0;
+      last_measured_send = t0;
+    }
+    if (options.progress && t1 >= next_progress) {
+      options.progress(LoadProgress{.elapsed_s = static_cast<double>(t1 - start) * 1e-9,
+                                    .sent = result.sent,
+                                    .decided = result.echoed,
+                                    .errors = result.errors});
+      next_progress += 1'000'000'000;
+    }
+  }
+  const int64_t finished = clock.now_ns();
+  result.elapsed_s = static_cast<double>(finished - start) * 1e-9;
+  if (result.measured > 0) {
+    const double span =
+        paced ? static_cast<double>(last_measured_send - measure_start) + interval
+              : static_cast<double>(finished - std::max(measure_start, first_measured_send));
+    if (span > 0) result.rate_achieved = static_cast<double>(result.measured) * 1e9 / span;
+  }
+  return result;
+}
+
+}  // namespace
+
+absl::StatusOr<FloorResult> run_loopback_floor(const FloorOptions& options) {
+  if (!options.fdatasync_dir.empty()) return run_disk_floor(options);
+  if (absl::Status s = check_options(options); !s.ok()) return s;
   ::prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 
   Fd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -158,88 +243,63 @@ absl::StatusOr<FloorResult> run_loopback_floor(const FloorOptions& options) {
     }
   });
 
-  FloorResult result;
-  result.rate_target = options.rate;
-  const bool paced = options.rate > 0;
-  const double interval = paced ? 1e9 / options.rate : 0.0;
-  const int64_t warmup_ns = std::llround(options.warmup_s * 1e9);
-  const int64_t duration_ns = std::llround(options.duration_s * 1e9);
-  const int64_t warmup_count = paced ? std::llround(options.warmup_s * options.rate) : 0;
-  const int64_t total =
-      paced ? warmup_count + std::max<int64_t>(1, std::llround(options.duration_s * options.rate))
-            : std::numeric_limits<int64_t>::max();
   std::vector<std::byte> out(options.size);
   std::vector<std::byte> back(options.size);
   for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<std::byte>(i * 7 + 1);
-
-  const int64_t start = clock.now_ns() + 1'000'000;
-  const int64_t measure_start =
-      paced ? start + static_cast<int64_t>(static_cast<double>(warmup_count) * interval)
-            : start + warmup_ns;
-  const int64_t end = start + warmup_ns + duration_ns;  // back-to-back runs stop here
-  int64_t next_progress = start + 1'000'000'000;
-  int64_t last_measured_send = 0;
-  int64_t first_measured_send = 0;
-  for (int64_t k = 0; k < total; ++k) {
-    // Relaxed: a request to stop early; nothing else is published through it.
-    if (options.stop != nullptr && options.stop->load(std::memory_order_relaxed)) break;
-    const int64_t intended =
-        paced ? start + static_cast<int64_t>(static_cast<double>(k) * interval) : 0;
-    if (paced) {
-      wait_until(clock, intended, options.spin);
-    } else if (k == 0) {
-      wait_until(clock, start, options.spin);
-    }
-    std::memcpy(out.data(), &k, sizeof(k));  // each frame is told apart by its counter
-    const int64_t t0 = clock.now_ns();
-    if (!paced && t0 >= end) break;
-    const bool measured = paced ? k >= warmup_count : t0 >= measure_start;
-    ++result.sent;
-    if (!send_all(client.get(), out.data(), out.size(), options.spin) ||
-        !recv_all(client.get(), back.data(), back.size(), options.spin, nullptr)) {
-      ++result.errors;
-      result.error_messages.push_back(
-          absl::StrCat("loopback echo: ", errno == 0 ? "closed" : std::strerror(errno)));
-      break;
-    }
-    const int64_t t1 = clock.now_ns();
-    if (std::memcmp(out.data(), back.data(), out.size()) != 0) {
-      ++result.errors;
-      if (result.error_messages.size() < 3) {
-        result.error_messages.push_back(absl::StrCat("loopback echo of frame ", k, " differs"));
-      }
-      continue;
-    }
-    ++result.echoed;
-    if (paced && t0 - intended > static_cast<int64_t>(interval)) ++result.late;
-    if (measured) {
-      result.rtt.record(t1 - t0);
-      if (paced) result.send_lag.record(t0 - intended);
-      ++result.measured;
-      if (first_measured_send == 0) first_measured_send = t0;
-      last_measured_send = t0;
-    }
-    if (options.progress && t1 >= next_progress) {
-      options.progress(LoadProgress{.elapsed_s = static_cast<double>(t1 - start) * 1e-9,
-                                    .sent = result.sent,
-                                    .decided = result.echoed,
-                                    .errors = result.errors});
-      next_progress += 1'000'000'000;
-    }
-  }
-  const int64_t finished = clock.now_ns();
+  bool fatal = false;
+  FloorResult result = run_round_trips(
+      options,
+      [&](int64_t k) -> std::string {
+        std::memcpy(out.data(), &k, sizeof(k));  // each frame is told apart by its counter
+        if (!send_all(client.get(), out.data(), out.size(), options.spin) ||
+            !recv_all(client.get(), back.data(), back.size(), options.spin, nullptr)) {
+          fatal = true;
+          return absl::StrCat("loopback echo: ", errno == 0 ? "closed" : std::strerror(errno));
+        }
+        if (std::memcmp(out.data(), back.data(), out.size()) != 0) {
+          return absl::StrCat("loopback echo of frame ", k, " differs");
+        }
+        return "";
+      },
+      &fatal);
   // Release: the server's relaxed poll only needs to see it eventually; shutdown wakes a
   // blocked recv with end-of-stream either way.
   quit.store(true, std::memory_order_release);
   ::shutdown(client.get(), SHUT_RDWR);
   server.join();
-  result.elapsed_s = static_cast<double>(finished - start) * 1e-9;
-  if (result.measured > 0) {
-    const double span =
-        paced ? static_cast<double>(last_measured_send - measure_start) + interval
-              : static_cast<double>(finished - std::max(measure_start, first_measured_send));
-    if (span > 0) result.rate_achieved = static_cast<double>(result.measured) * 1e9 / span;
+  return result;
+}
+
+absl::StatusOr<FloorResult> run_disk_floor(const FloorOptions& options) {
+  if (absl::Status s = check_options(options); !s.ok()) return s;
+  const std::string path = absl::StrCat(options.fdatasync_dir, "/sluice-floor-", ::getpid(), ".tmp");
+  Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (fd.get() < 0) return absl::InternalError(absl::StrCat("create ", path, ": ", std::strerror(errno)));
+  // As big as a journal segment, preallocated as one is; the writes walk it once.
+  constexpr off_t kFileSize = off_t{128} << 20;
+  if (::fallocate(fd.get(), 0, 0, kFileSize) != 0) {
+    const int err = errno;
+    ::unlink(path.c_str());
+    return absl::InternalError(absl::StrCat("fallocate ", path, ": ", std::strerror(err)));
   }
+  std::vector<std::byte> block(options.size, std::byte{0x5A});
+  off_t offset = 0;
+  bool fatal = false;
+  FloorResult result = run_round_trips(
+      options,
+      [&](int64_t) -> std::string {
+        if (offset + static_cast<off_t>(block.size()) > kFileSize) offset = 0;
+        if (::pwrite(fd.get(), block.data(), block.size(), offset) !=
+                static_cast<ssize_t>(block.size()) ||
+            ::fdatasync(fd.get()) != 0) {
+          fatal = true;
+          return absl::StrCat("pwrite + fdatasync ", path, ": ", std::strerror(errno));
+        }
+        offset += static_cast<off_t>(block.size());
+        return "";
+      },
+      &fatal);
+  ::unlink(path.c_str());
   return result;
 }
 
@@ -250,7 +310,10 @@ std::string format_floor_json(const FloorOptions& options, const FloorResult& r)
       "\"send_lag_ns\":%s,\"duration_s\":%g,\"warmup_s\":%g,\"elapsed_s\":%.3f,"
       "\"error_messages\":[",
       format_rate(r.rate_target), r.rate_achieved, r.sent, r.echoed, r.errors, latency_json(r.rtt),
-      json_string(options.spin ? "spin" : "blocking"), options.size, r.measured, r.late,
+      json_string(!options.fdatasync_dir.empty() ? "fdatasync"
+                  : options.spin                 ? "spin"
+                                                 : "blocking"),
+      options.size, r.measured, r.late,
       latency_json(r.send_lag), options.duration_s, options.warmup_s, r.elapsed_s);
   for (size_t i = 0; i < r.error_messages.size(); ++i) {
     absl::StrAppend(&out, i == 0 ? "" : ",", json_string(r.error_messages[i]));
@@ -261,8 +324,13 @@ std::string format_floor_json(const FloorOptions& options, const FloorResult& r)
 
 std::string format_floor_text(const FloorOptions& options, const FloorResult& r) {
   std::string out;
-  absl::StrAppendFormat(&out, "loopback TCP echo, %d-byte frames, %s sockets, ", options.size,
-                        options.spin ? "polled non-blocking" : "blocking");
+  if (!options.fdatasync_dir.empty()) {
+    absl::StrAppendFormat(&out, "disk: %d-byte pwrite + fdatasync in %s, ", options.size,
+                          options.fdatasync_dir);
+  } else {
+    absl::StrAppendFormat(&out, "loopback TCP echo, %d-byte frames, %s sockets, ", options.size,
+                          options.spin ? "polled non-blocking" : "blocking");
+  }
   if (options.rate > 0) {
     absl::StrAppendFormat(&out, "%s round trips/s for %g s\n", format_rate(options.rate),
                           options.duration_s);

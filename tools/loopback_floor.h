@@ -35,6 +35,9 @@ struct FloorOptions {
   double warmup_s = 0;    // round trips before the measured period, not recorded
   size_t size = 44;       // bytes per frame, 8 .. 65536
   bool spin = false;      // both ends poll non-blocking sockets instead of sleeping in recv
+  // Not empty: measure the disk instead (run_disk_floor): each round trip is a `size`-byte
+  // pwrite at the next offset of a preallocated file in this directory, then fdatasync.
+  std::string fdatasync_dir;
   const std::atomic<bool>* stop = nullptr;
   // Called about once a second, between round trips, on the calling thread.
   std::function<void(const LoadProgress&)> progress;
@@ -58,6 +61,12 @@ struct FloorResult {
 
 // InvalidArgument for options out of range; Internal when the loopback sockets cannot be set up.
 absl::StatusOr<FloorResult> run_loopback_floor(const FloorOptions& options);
+
+// The disk's floor, for the journal's durable latency: pwrite + fdatasync round trips into a
+// fresh file in options.fdatasync_dir, fallocated up front like a journal segment (unwritten
+// extents), removed afterwards. Same pacing, histograms and result as the loopback floor
+// ("echoed" counts completed syncs). Errors name the file.
+absl::StatusOr<FloorResult> run_disk_floor(const FloorOptions& options);
 
 // `sluice floor --json`: the same shape as `sluice load --json` ("decided" counts the echoes,
 // "latency_ns" is the round trip), plus "mode", "size", "late", "measured", "send_lag_ns".

@@ -552,5 +552,26 @@ TEST_F(SluiceLoadCli, FloorBackToBackRunsForTheDuration) {
   EXPECT_EQ(j["rate_target"].number, 0);
 }
 
+// The disk's floor: real pwrite + fdatasync into the given directory, the file removed after.
+TEST_F(SluiceLoadCli, FloorFdatasyncMeasuresTheDiskAndCleansUp) {
+  const ToolRun r = run({"floor", "--fdatasync", root_, "--rate", "200", "--duration", "0.25",
+                         "--size", "4096", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Json j = parse_json_line(r.out);
+  expect_report_shape(j);
+  EXPECT_EQ(j["mode"].text, "fdatasync");
+  EXPECT_EQ(j["sent"].integer, 50);
+  EXPECT_EQ(j["decided"].integer, 50);
+  EXPECT_EQ(j["size"].integer, 4096);
+  EXPECT_GT(j["latency_ns"]["p50"].integer, 0);
+  for (const auto& entry : std::filesystem::directory_iterator(root_)) {
+    EXPECT_EQ(entry.path().filename().string().find("sluice-floor-"), std::string::npos)
+        << entry.path();
+  }
+  const ToolRun missing = run({"floor", "--fdatasync", root_ + "/no/such/dir", "--duration", "0.1"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr(root_ + "/no/such/dir"));
+}
+
 }  // namespace
 }  // namespace sluice::tools
