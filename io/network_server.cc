@@ -77,6 +77,7 @@ class Fifo {
     head_ = (head_ + 1) & mask_;
     --size_;
   }
+  void pop_back() noexcept { --size_; }
   void clear() noexcept {
     head_ = 0;
     size_ = 0;
@@ -291,10 +292,11 @@ class NetworkServer::Impl {
     control_.fetch_or(bits, std::memory_order_release);
     wake();
   }
-  void refuse_input(std::string_view reason) {
+  void refuse_input(std::string_view reason, int64_t answered_through) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (refuse_reason_.empty()) refuse_reason_ = std::string(reason);
+      refuse_answered_through_ = std::min(refuse_answered_through_, answered_through);
     }
     request(kControlRefuse);
   }
@@ -372,6 +374,7 @@ class NetworkServer::Impl {
   void reply_error(Connection& c, wire::ErrorCode code, std::string_view text);
   void reply_hello_ack(Connection& c, uint64_t client_id, uint64_t last);
   void release_held(Connection& c);
+  void abandon_after(Connection& c, int64_t through);
   bool mark_answered(Connection& c, int64_t seq);
   bool check_output_bound(Connection& c);
   void mark_flush(Connection& c);
@@ -447,6 +450,8 @@ class NetworkServer::Impl {
   uint32_t applied_ = 0;
   int64_t drain_deadline_ns_ = 0;
   std::string refuse_reason_;  // guarded by mu_ until kControlRefuse is applied
+  // Events after this journal sequence will never be answered (guarded by mu_ likewise).
+  int64_t refuse_answered_through_ = std::numeric_limits<int64_t>::max();
 
   int wake_fd_ = -1;
   uint64_t wake_value_ = 0;
@@ -1499,6 +1504,20 @@ void NetworkServer::Impl::reply_hello_ack(Connection& c, uint64_t client_id, uin
   queue_reply(c, buf.data(), n);
 }
 
+// Events after `through` will never be answered (the journal failed before they were durable,
+// and the shards never see them): stop waiting for them, so the replies held behind them (the
+// ERROR that says input is refused) go out.
+void NetworkServer::Impl::abandon_after(Connection& c, int64_t through) {
+  // outstanding is sorted by |sequence|; answered entries are negated.
+  while (!c.outstanding.empty() &&
+         (c.outstanding.back() < 0 ? -c.outstanding.back() : c.outstanding.back()) > through) {
+    if (c.outstanding.back() > 0 && c.in_flight > 0) --c.in_flight;
+    c.outstanding.pop_back();
+  }
+  while (!c.outstanding.empty() && c.outstanding.front() < 0) c.outstanding.pop_front();
+  release_held(c);
+}
+
 void NetworkServer::Impl::release_held(Connection& c) {
   if (c.held_marks.empty()) return;
   const int64_t oldest =
@@ -1702,9 +1721,15 @@ void NetworkServer::Impl::apply_control(uint32_t bits) {
       std::lock_guard<std::mutex> lock(mu_);
       reason = refuse_reason_;
     }
+    int64_t through;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      through = refuse_answered_through_;
+    }
     stop_input();
     for (Connection& c : slots_) {
       if (c.state != ConnState::kOpen) continue;
+      abandon_after(c, through);
       reply_error(c, wire::ErrorCode::kInputRefused, absl::StrCat("input refused: ", reason));
       begin_drain(c);
     }
@@ -1830,7 +1855,9 @@ void NetworkServer::wait(int64_t timeout_ns) { impl_->wait(timeout_ns); }
 void NetworkServer::wake() noexcept { impl_->wake(); }
 void NetworkServer::request_snapshot() noexcept { impl_->request(kControlSnapshot); }
 void NetworkServer::stop_accepting() noexcept { impl_->request(kControlStop); }
-void NetworkServer::refuse_input(std::string_view reason) { impl_->refuse_input(reason); }
+void NetworkServer::refuse_input(std::string_view reason, int64_t answered_through) {
+  impl_->refuse_input(reason, answered_through);
+}
 bool NetworkServer::drained() const noexcept {
   return impl_->drained_.load(std::memory_order_acquire);
 }

@@ -47,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -153,8 +154,11 @@ class NetworkServer {
   void stop_accepting() noexcept;
   // The journal failed: stop reading every socket, discard undecoded input, tell every client
   // ERROR INPUT_REFUSED (after the answers it is owed) and close it; new connections are told
-  // the same. From any thread.
-  void refuse_input(std::string_view reason);
+  // the same. Events after journal sequence `answered_through` will never be answered (with
+  // sync durability the shards only see durable events): the server stops waiting for their
+  // decisions. From any thread.
+  void refuse_input(std::string_view reason,
+                    int64_t answered_through = std::numeric_limits<int64_t>::max());
   // After stop_accepting() (or refuse_input()): every connection has had its answers (or is
   // gone), its output flushed, and is closed; the listeners are closed. From any thread.
   bool drained() const noexcept;

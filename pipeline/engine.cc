@@ -659,7 +659,12 @@ absl::Status Engine::Impl::tick() {
     refused_ = true;
     const std::string why = journal_guard_->failure();
     log_error("journal failed: ", why, "; refusing input");
-    server_->refuse_input(absl::StrCat("journal failed: ", why));
+    // With sync durability the shards only ever see durable events: nothing after the last
+    // durable one will be answered.
+    const int64_t answered_through = config_.durability == journal::Durability::kSync
+                                         ? writer_->durable().get()
+                                         : std::numeric_limits<int64_t>::max();
+    server_->refuse_input(absl::StrCat("journal failed: ", why), answered_through);
     failure_ = absl::DataLossError(absl::StrCat("journal failed: ", why));
     return failure_;
   }

@@ -57,12 +57,19 @@ class Daemon {
   pid_t pid() const { return pid_; }
 
   // Starts sluiced with the extra args; true once it listens. On failure the log says why.
-  bool start(std::vector<std::string> extra = {}) {
+  // `wrapper` (e.g. {"/usr/bin/prlimit", "--fsize=N", "--"}) runs sluiced under another program.
+  bool start(std::vector<std::string> extra = {}, std::vector<std::string> wrapper = {}) {
     std::filesystem::remove(data_ + "/listening");
     std::vector<std::string> args = {"--data-dir", data_, "--listen", "127.0.0.1:0",
                                      "--text-listen", "127.0.0.1:0"};
     args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = spawn_tool(SLUICED_PATH, args, scratch_ + "/sluiced.out", scratch_ + "/sluiced.err");
+    std::string program = SLUICED_PATH;
+    if (!wrapper.empty()) {
+      program = wrapper.front();
+      args.insert(args.begin(), SLUICED_PATH);
+      args.insert(args.begin(), wrapper.begin() + 1, wrapper.end());
+    }
+    pid_ = spawn_tool(program, args, scratch_ + "/sluiced.out", scratch_ + "/sluiced.err");
     if (pid_ <= 0) return false;
     const auto deadline = std::chrono::steady_clock::now() + kStartTimeout;
     while (std::chrono::steady_clock::now() < deadline) {
@@ -82,6 +89,21 @@ class Daemon {
   int run_to_exit(std::vector<std::string> args) {
     const pid_t pid = spawn_tool(SLUICED_PATH, args, scratch_ + "/sluiced.out", scratch_ + "/sluiced.err");
     return wait_tool(pid);
+  }
+
+  // Waits for the daemon to exit by itself (up to `timeout`); its exit status, or -1.
+  int wait_exit(std::chrono::seconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (pid_ > 0 && std::chrono::steady_clock::now() < deadline) {
+      int status = 0;
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        exit_code_ = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+        pid_ = -1;
+        return exit_code_;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return pid_ > 0 ? -1 : exit_code_;
   }
 
   // SIGTERM and wait: the exit status.

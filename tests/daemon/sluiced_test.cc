@@ -515,6 +515,66 @@ TEST_F(SluicedTest, StartupErrorsAreOneClearLine) {
   ASSERT_EQ(d().stop(), 0);
 }
 
+// A journal that cannot be written (here EFBIG: the daemon runs under an RLIMIT_FSIZE below its
+// segment's size, the way a full disk fails a write): ingest refuses input with ERROR
+// INPUT_REFUSED, the daemon exits 1 naming the file, and with sync durability every event that
+// got a DECISION is in the journal.
+TEST_F(SluicedTest, AJournalWriteFailureRefusesInputAndLosesNothingAnswered) {
+  std::ofstream(config_, std::ios::app) << "[journal]\nsegment_size = 1048576\nmax_batch_bytes = 65536\n";
+  const std::vector<std::string> args = {"--config", config_, "--durability", "sync"};
+  // A first run creates the 1 MiB segment (preallocated) with no limit.
+  ASSERT_TRUE(d().start(args)) << d().log();
+  {
+    Client c(d().port("binary"));
+    ASSERT_TRUE(c.send(wire::Transaction{.client_seq = 1, .event_time_ns = kBaseTime, .account_id = 1, .amount_minor = 5}));
+    ASSERT_TRUE(c.read_frame().has_value());
+  }
+  ASSERT_EQ(d().stop(), 0);
+  // Now writes past 600 kB of the segment fail with EFBIG.
+  ASSERT_TRUE(d().start(args, {"/usr/bin/prlimit", "--fsize=600000", "--"})) << d().log();
+  Client c(d().port("binary"));
+  ASSERT_EQ(c.hello(31), 0u);
+  std::map<int64_t, uint64_t> answered;  // journal seq -> client_seq
+  bool refused = false;
+  Workload w(7);
+  int64_t clock = kBaseTime + 1'000'000'000;
+  std::thread sender([&] {
+    for (int i = 0; i < 20'000; ++i) {  // ~1.3 MB of records: more than the limit allows
+      std::string bytes;
+      for (int k = 0; k < 20; ++k) {
+        std::byte buf[64];
+        bytes.append(reinterpret_cast<const char*>(buf), w.next(buf, &clock));
+      }
+      if (!c.send_text(bytes)) return;
+    }
+  });
+  while (auto f = c.read_frame(10'000)) {
+    if (frame_type(*f) == static_cast<uint8_t>(wire::FrameType::kError)) {
+      refused = true;
+      continue;
+    }
+    if (frame_type(*f) != static_cast<uint8_t>(wire::FrameType::kDecision)) continue;
+    const wire::Decision dec = wire::decode_decision(*f);
+    if (dec.seq != 0) answered[static_cast<int64_t>(dec.seq)] = dec.client_seq;
+  }
+  c.close();
+  sender.join();
+  EXPECT_TRUE(refused) << "no ERROR INPUT_REFUSED reached the client";
+  EXPECT_EQ(d().wait_exit(std::chrono::seconds(60)), 1);
+  EXPECT_THAT(d().log(), HasSubstr("File too large"));
+  EXPECT_THAT(d().log(), HasSubstr("00000000000000000001.seg"));
+  ASSERT_FALSE(answered.empty());
+  // A run without the limit recovers, and every answered event is there.
+  ASSERT_TRUE(d().start(args)) << d().log();
+  ASSERT_EQ(d().stop(), 0);
+  const auto replayed = replay();
+  for (const auto& [seq, client_seq] : answered) {
+    auto it = replayed.find(seq);
+    ASSERT_NE(it, replayed.end()) << "answered seq " << seq << " is not in the journal";
+    EXPECT_EQ(it->second.client_seq, client_seq);
+  }
+}
+
 TEST_F(SluicedTest, MetricsAndStatShowTheRunningDaemon) {
   ASSERT_TRUE(d().start({"--config", config_, "--metrics-listen", "127.0.0.1:0"})) << d().log();
   Client c(d().port("binary"));
