@@ -15,6 +15,7 @@
 #define SLUICE_IO_ALERTS_LOG_H_
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 
@@ -25,8 +26,12 @@ namespace sluice {
 
 class AlertsLog {
  public:
-  // Opens or creates the log; a last line without its newline (a crash mid-write) is cut off.
-  static absl::StatusOr<std::unique_ptr<AlertsLog>> open(const std::string& path);
+  // Opens or creates the log; a last line without its newline (a crash mid-write) is cut off,
+  // and so are the lines of events after `max_sequence` (the journal's last sequence): with
+  // durability none or batch an event can be answered, and its alert logged, before the journal
+  // has it, and a crash then loses it; its sequence number will be given to another event.
+  static absl::StatusOr<std::unique_ptr<AlertsLog>> open(
+      const std::string& path, int64_t max_sequence = std::numeric_limits<int64_t>::max());
   ~AlertsLog();
   AlertsLog(const AlertsLog&) = delete;
   AlertsLog& operator=(const AlertsLog&) = delete;
@@ -41,6 +46,8 @@ class AlertsLog {
 
   int64_t last_sequence() const noexcept { return last_seq_; }
   int64_t lines_written() const noexcept { return lines_; }
+  // Lines removed at open because their events are not in the journal.
+  int64_t lines_dropped() const noexcept { return dropped_; }
   bool has_buffered() const noexcept { return !buffer_.empty(); }
   const std::string& path() const noexcept { return path_; }
 
@@ -53,6 +60,7 @@ class AlertsLog {
   int64_t last_seq_ = 0;     // the highest seq logged (or buffered)
   uint32_t last_rules_ = 0;  // bit (rule - 1) of the alerts logged for last_seq_
   int64_t lines_ = 0;
+  int64_t dropped_ = 0;
 };
 
 }  // namespace sluice

@@ -397,9 +397,14 @@ absl::Status Engine::Impl::recover_state() {
   if (!writer_->recovery_note().empty()) log_warn("journal: ", writer_->recovery_note());
   if (!writer_->using_io_uring()) log_warn("journal: ", writer_->fallback_reason());
 
-  auto alerts = AlertsLog::open(paths_.alerts_log);
+  auto alerts = AlertsLog::open(paths_.alerts_log, writer_->last_sequence());
   if (!alerts.ok()) return alerts.status();
   alerts_log_ = std::move(*alerts);
+  if (alerts_log_->lines_dropped() > 0) {
+    log_warn("alerts log: removed ", alerts_log_->lines_dropped(),
+             " alerts of events after journal sequence ", writer_->last_sequence(),
+             " (answered before a crash, never journaled)");
+  }
 
   RecoverySink sink(*this);
   RecoveryOptions options{.snapshot_dir = paths_.snapshots,

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -93,6 +94,67 @@ TEST(AlertsLog, ATornLastLineIsCutOnOpen) {
   (*log)->add(alert(5, 2));
   ASSERT_TRUE((*log)->flush().ok());
   EXPECT_EQ(read(path), "3,1003,42,VELOCITY_EXCEEDED,6,5\n5,1005,42,AMOUNT_ANOMALY,6,5\n");
+}
+
+// Alerts of events the journal lost (answered, then a crash before the journal had them) are
+// cut: their sequence numbers will be reused.
+TEST(AlertsLog, LinesAfterTheJournalsLastSequenceAreCut) {
+  TempDir dir;
+  const std::string path = dir.path + "/alerts.log";
+  {
+    auto log = AlertsLog::open(path);
+    ASSERT_TRUE(log.ok());
+    for (auto [seq, rule] : {std::pair<int64_t, uint16_t>{3, 1}, {5, 1}, {5, 2}, {8, 1}, {9, 1}}) {
+      (*log)->add(alert(seq, rule));
+    }
+    ASSERT_TRUE((*log)->flush().ok());
+  }
+  auto log = AlertsLog::open(path, /*max_sequence=*/7);
+  ASSERT_TRUE(log.ok()) << log.status();
+  EXPECT_EQ((*log)->last_sequence(), 5);
+  EXPECT_EQ((*log)->lines_dropped(), 2);
+  // The new event 8 is another event than the lost one: its alert is logged.
+  (*log)->add(alert(8, 6));
+  ASSERT_TRUE((*log)->flush().ok());
+  EXPECT_EQ(read(path),
+            "3,1003,42,VELOCITY_EXCEEDED,6,5\n"
+            "5,1005,42,VELOCITY_EXCEEDED,6,5\n"
+            "5,1005,42,AMOUNT_ANOMALY,6,5\n"
+            "8,1008,42,ORDER_RATE,6,5\n");
+  // Both of sequence 5's alerts are known to be there: offering them again adds nothing.
+  (*log)->add(alert(5, 1));
+  (*log)->add(alert(5, 2));
+  EXPECT_FALSE((*log)->has_buffered());
+}
+
+// Logs larger than the read window: the cut suffix and the kept sequence's run may both reach
+// past the first window.
+TEST(AlertsLog, CutsAndRecognisesAcrossReadWindows) {
+  TempDir dir;
+  const std::string path = dir.path + "/alerts.log";
+  {
+    auto log = AlertsLog::open(path);
+    ASSERT_TRUE(log.ok());
+    for (int64_t seq = 1; seq <= 3000; ++seq) (*log)->add(alert(seq, 1));
+    ASSERT_TRUE((*log)->flush().ok());
+  }
+  // ~100 KB of lines after sequence 1000 go.
+  auto log = AlertsLog::open(path, 1000);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ((*log)->last_sequence(), 1000);
+  EXPECT_EQ((*log)->lines_dropped(), 2000);
+  (*log)->add(alert(1000, 1));  // already there
+  (*log)->add(alert(1001, 1));
+  ASSERT_TRUE((*log)->flush().ok());
+  const std::string text = read(path);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 1001);
+  EXPECT_TRUE(text.ends_with("1000,2000,42,VELOCITY_EXCEEDED,6,5\n1001,2001,42,VELOCITY_EXCEEDED,6,5\n"));
+
+  // Nothing kept at all: every line was of a lost event.
+  auto empty = AlertsLog::open(path, 0);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ((*empty)->last_sequence(), 0);
+  EXPECT_EQ(read(path), "");
 }
 
 TEST(AlertsLog, UnwritableLocationIsAnErrorNamingThePath) {
