@@ -9,9 +9,10 @@
 //   SnapshotStall/<accounts>     a ShardStage under continuous load (256 new events per pass)
 //                                takes an incremental copy-on-write snapshot: counters
 //                                stall_max_us (the most snapshot work in one pass, the shard's
-//                                stall), pass_max_us_before (the longest pass without a snapshot,
-//                                for scale), capture_ms (barrier to complete image), passes,
-//                                cow_chunks
+//                                stall, as ShardCounters reports it), pass_{p50,p99,max}_us
+//                                (whole passes while the capture ran) beside
+//                                pass_{p50,p99,max}_us_before (500 passes without a snapshot),
+//                                capture_ms (barrier to complete image), passes
 //   Recovery/1M-accounts/10M-journal/1M-tail
 //                                recover(): newest snapshot (at 9M) + the last 1M events of a
 //                                10M-event journal, everything in the page cache
@@ -21,12 +22,14 @@
 // ./bench-snapshot-tmp), removed at exit.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bench/workload.h"
 #include "core/clock.h"
@@ -187,26 +190,34 @@ void BM_SnapshotStall(benchmark::State& state) {
     consumed.set(output.cursor().get());
     return took;
   };
-  int64_t before_max = 0;
-  for (int i = 0; i < 200; ++i) before_max = std::max(before_max, pass(false));
+  auto pct = [](std::vector<int64_t> v, double p) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return static_cast<double>(v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))]) / 1e3;
+  };
+  std::vector<int64_t> before;
+  for (int i = 0; i < 500; ++i) before.push_back(pass(false));
   for (auto _ : state) {
     const int64_t start = now_ns();
-    int64_t passes = 0;
-    pass(true);
-    while (stage.snapshot_in_progress()) {
-      pass(false);
-      ++passes;
-    }
+    std::vector<int64_t> during;
+    during.push_back(pass(true));
+    while (stage.snapshot_in_progress()) during.push_back(pass(false));
     const double capture_ms = ms_since(start);
     state.SetIterationTime(static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e9);
     state.counters["stall_max_us"] =
         static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e3;
     state.counters["capture_ms"] = capture_ms;
-    state.counters["passes"] = static_cast<double>(passes);
-    state.counters["cow_chunks"] = static_cast<double>(counters.snapshot_cow_chunks.get());
-    state.counters["pass_max_us_before"] = static_cast<double>(before_max) / 1e3;
+    state.counters["passes"] = static_cast<double>(during.size());
+    state.counters["pass_p50_us"] = pct(during, 0.5);
+    state.counters["pass_p99_us"] = pct(during, 0.99);
+    state.counters["pass_max_us"] = pct(during, 1.0);
+    state.counters["pass_p50_us_before"] = pct(before, 0.5);
+    state.counters["pass_p99_us_before"] = pct(before, 0.99);
+    state.counters["pass_max_us_before"] = pct(before, 1.0);
     if (!f.writer->flush().ok()) state.SkipWithError("snapshot write failed");
   }
+  state.counters["cow_chunks_total"] = static_cast<double>(counters.snapshot_cow_chunks.get());
+  state.counters["growth_chunks_total"] = static_cast<double>(f.shard->capture().growth_copies());
 }
 
 void BM_Recovery(benchmark::State& state) {
@@ -277,11 +288,12 @@ void register_all() {
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(3);
+    // One snapshot per repetition: run with --benchmark_repetitions and read the medians.
     benchmark::RegisterBenchmark("SnapshotStall", BM_SnapshotStall)
         ->Arg(a)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond)
-        ->Iterations(5);
+        ->Iterations(1);
   }
   benchmark::RegisterBenchmark("Recovery/1M-accounts/10M-journal/1M-tail", BM_Recovery)
       ->UseManualTime()
