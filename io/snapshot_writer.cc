@@ -1,7 +1,9 @@
 #include "io/snapshot_writer.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -156,6 +158,11 @@ absl::Status SnapshotWriter::write(const Job& job) {
 }
 
 void SnapshotWriter::run() {
+  if (options_.nice != 0) {
+    // Linux: setpriority on a thread id changes that thread only. Failure (a container that
+    // forbids it) just leaves the default priority.
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), options_.nice);
+  }
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait(lock, [&] { return stop_ || !jobs_.empty() || prepare_wanted_ > 0; });

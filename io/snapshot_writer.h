@@ -42,6 +42,10 @@ struct WriterOptions {
   std::string dir;  // created if missing
   int keep = 3;     // snapshots kept per shard (shard index and count)
   size_t max_pooled_buffers = 4;
+  // The writer thread's nice value: its CRC, copies into the page cache and page faulting are
+  // background work, and on a small machine it must not take time slices from the shards and
+  // the network agent (a shard preempted for a tick is a 4 ms stall). 0 leaves it as is.
+  int nice = 10;
 };
 
 class SnapshotWriter {
