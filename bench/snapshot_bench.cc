@@ -6,7 +6,8 @@
 //   SnapshotWrite/<accounts>     the writer's part, off the shard's thread: body CRC, write,
 //                                fsync, rename, directory fsync
 //   SnapshotRestore/<accounts>   map the file, check its CRC, restore a fresh shard from it
-//   SnapshotStall/<accounts>     a ShardStage under continuous load (256 new events per pass)
+//   SnapshotStall/<accounts>     a ShardStage (default options) under continuous load (256 new
+//                                events published per benchmark pass, drained by do_work)
 //                                takes an incremental copy-on-write snapshot: counters
 //                                stall_max_us (the most snapshot work in one pass, the shard's
 //                                stall, as ShardCounters reports it), pass_{p50,p99,max}_us
@@ -62,6 +63,13 @@ struct Cleanup {
   }
 } cleanup;
 
+// Knobs for trying other settings: SNAPSHOT_CHUNK (bytes, the copy-on-write chunk),
+// SNAPSHOT_BATCH (events per pass while a capture runs), SNAPSHOT_SLICE (bytes copied per pass).
+int64_t knob(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::atoll(v) : fallback;
+}
+
 double ms_since(int64_t start) { return static_cast<double>(now_ns() - start) / 1e6; }
 
 void feed(Shard& shard, bench::EventGen& gen, int64_t n, int64_t* seq) {
@@ -94,7 +102,11 @@ Fixture& fixture(uint64_t accounts) {
     std::filesystem::remove_all(f.dir);
     std::filesystem::create_directories(f.dir);
     f.writer = *snapshot::SnapshotWriter::start({.dir = f.dir, .keep = 1});
-    f.shard = std::make_unique<Shard>(ProcessorConfig{}, 0, 1, f.sink);
+    f.shard = std::make_unique<Shard>(
+        ProcessorConfig{}, 0, 1, f.sink,
+        StateStore::Options{
+            .chunk_bytes = static_cast<size_t>(
+                knob("SNAPSHOT_CHUNK", static_cast<int64_t>(StateStore::Options{}.chunk_bytes)))});
     f.gen = std::make_unique<bench::EventGen>(accounts, bench::Mix::kMixed);
     feed(*f.shard, *f.gen, bench::warmup_events(accounts), &f.seq);
   }
@@ -169,7 +181,11 @@ void BM_SnapshotStall(benchmark::State& state) {
   ShardStage::InputRing input(1 << 14, wait);
   ShardStage::OutputRing output(1 << 16, wait);
   ShardCounters counters;
-  ShardStage stage(input, {}, *f.shard, output, f.writer.get(), &counters);
+  ShardStageOptions options;
+  options.max_batch_snapshotting = knob("SNAPSHOT_BATCH", options.max_batch_snapshotting);
+  options.snapshot_slice_bytes = static_cast<size_t>(
+      knob("SNAPSHOT_SLICE", static_cast<int64_t>(options.snapshot_slice_bytes)));
+  ShardStage stage(input, {}, *f.shard, output, f.writer.get(), &counters, options);
   input.add_gating_sequence(stage.sequence());
   Sequence consumed;
   output.add_gating_sequence(consumed);

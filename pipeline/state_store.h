@@ -127,7 +127,7 @@ class StateCapture {
   static constexpr size_t kDirectoryEntrySize = 32;
 
   // REQUIRES: chunk_bytes is a power of two >= 64.
-  explicit StateCapture(size_t header_bytes, size_t chunk_bytes = 4096);
+  explicit StateCapture(size_t header_bytes, size_t chunk_bytes = 1024);
   StateCapture(const StateCapture&) = delete;
   StateCapture& operator=(const StateCapture&) = delete;
 
@@ -875,7 +875,9 @@ class StateStore {
  public:
   struct Options {
     size_t header_bytes = 128;  // left free at the start of an image (the snapshot header)
-    size_t chunk_bytes = 4096;  // copy-on-write granularity
+    // Copy-on-write granularity: a write during a capture copies this much first. 1 KiB keeps
+    // that copy short (perf/RESULTS.md compares 1 and 4 KiB).
+    size_t chunk_bytes = 1024;
   };
   explicit StateStore(Options options) : capture_(options.header_bytes, options.chunk_bytes) {}
   StateStore() : StateStore(Options{}) {}
