@@ -26,8 +26,8 @@ class DecisionDigest {
     h = mix(h ^ d.account_id);
     h = mix(h ^ d.client_id);
     h = mix(h ^ d.client_seq);
-    h = mix(h ^
-            (static_cast<uint64_t>(d.verdict) | uint64_t{d.reason} << 8 | uint64_t{d.flags} << 16));
+    h = mix(h ^ (static_cast<uint64_t>(d.verdict) | uint64_t{d.reason} << 8 |
+                 uint64_t{d.flags} << 16));
     sum_ += h;
     ++count_;
   }
