@@ -52,9 +52,9 @@
 //       (events / (last durable - first intended)), events_per_commit, lag_p99_us (how late the
 //       producer itself published: part of the latency), rolls.
 //   RawFdatasync/<fallocated|overwrite>
-//       fdatasync() after a 4 KiB pwrite at increasing offsets (a new block each time),
-//       p50/p99/p99.9: into a fallocate()d file (unwritten extents, as the journal writes) and into
-//       a file whose blocks were already written (no extent conversion), same filesystem, same run.
+//       fdatasync() after a 4 KiB pwrite at increasing offsets (a new block each time), p50/p99/p99.9: into a
+//       fallocate()d file (unwritten extents, as the journal writes) and into a file whose
+//       blocks were already written (no extent conversion), same filesystem, same run.
 //
 //   JournalRead
 //       A JournalReader reads all records of a kReadEvents-event journal (5M events, 480 MB,
@@ -88,7 +88,6 @@
 // tree; each run uses a fresh directory and everything is removed at exit.
 #include <benchmark/benchmark.h>
 #include <fcntl.h>
-#include <nmmintrin.h>
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -96,6 +95,7 @@
 #include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <time.h>
+#include <nmmintrin.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -155,7 +155,7 @@ constexpr size_t kFrameSize = 64;
 constexpr size_t kRecordSize = journal::record_size(kFrameSize);
 static_assert(kRecordSize == 96, "a 64-byte frame makes a 96-byte record");
 constexpr uint64_t kSegmentSize = journal::kDefaultSegmentSize;  // 128 MiB
-constexpr size_t kMaxBatchBytes = size_t{1} << 20;               // the writer's default
+constexpr size_t kMaxBatchBytes = size_t{1} << 20;                // the writer's default
 constexpr int64_t kRecordsPerSegment =
     static_cast<int64_t>((kSegmentSize - journal::kSegmentHeaderSize) / kRecordSize);
 constexpr int64_t kAppendEvents = 2 * kRecordsPerSegment;  // fills exactly two segments
@@ -208,19 +208,14 @@ void remove_dir(const std::string& dir) {
 }
 
 std::string filesystem_name(const std::string& path) {
-  struct statfs st {};
+  struct statfs st{};
   if (::statfs(path.c_str(), &st) != 0) return std::string("? (") + std::strerror(errno) + ")";
   switch (static_cast<uint64_t>(st.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x794C7630:
-      return "overlayfs";
+    case 0xEF53: return "ext4";
+    case 0x58465342: return "xfs";
+    case 0x9123683E: return "btrfs";
+    case 0x01021994: return "tmpfs";
+    case 0x794C7630: return "overlayfs";
     default: {
       char buf[32];
       std::snprintf(buf, sizeof buf, "0x%lx", static_cast<unsigned long>(st.f_type));
@@ -281,8 +276,9 @@ std::span<const std::byte> frame_for(int64_t i) {
 }
 
 RecordMeta meta_for(int64_t sequence) {
-  return RecordMeta{
-      .sequence = sequence, .ingest_ns = 1'700'000'000'000'000'000 + sequence, .client_id = 42};
+  return RecordMeta{.sequence = sequence,
+                    .ingest_ns = 1'700'000'000'000'000'000 + sequence,
+                    .client_id = 42};
 }
 
 std::string status_text(const absl::Status& s) { return std::string(s.message()); }
@@ -448,8 +444,7 @@ void BM_PwriteBaseline(benchmark::State& state, bool sync) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(chunk.size(), bytes - off));
       size_t done = 0;
       while (done < n) {
-        const ssize_t w =
-            ::pwrite(fd, chunk.data() + done, n - done, static_cast<off_t>(off + done));
+        const ssize_t w = ::pwrite(fd, chunk.data() + done, n - done, static_cast<off_t>(off + done));
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
           error = std::string("pwrite: ") + std::strerror(w < 0 ? errno : EIO);
@@ -608,8 +603,8 @@ void sleep_ns(int64_t ns) {
 // a writer that zero-fills (or recycles) segments instead of fallocate()ing them.
 std::string prezero_first_segment(const std::string& dir) {
   {
-    auto w = JournalWriter::open(
-        WriterOptions{.dir = dir, .segment_size = kSegmentSize, .durability = Durability::kNone});
+    auto w = JournalWriter::open(WriterOptions{.dir = dir, .segment_size = kSegmentSize,
+                                               .durability = Durability::kNone});
     if (!w.ok()) return "open: " + status_text(w.status());
     if (absl::Status s = (*w)->close(); !s.ok()) return "close: " + status_text(s);
   }
@@ -624,14 +619,13 @@ std::string prezero_first_segment(const std::string& dir) {
     if (w <= 0) error = std::string("pwrite: ") + std::strerror(errno);
     off += static_cast<uint64_t>(std::max<ssize_t>(w, 0));
   }
-  if (error.empty() && ::fdatasync(fd) != 0)
-    error = std::string("fdatasync: ") + std::strerror(errno);
+  if (error.empty() && ::fdatasync(fd) != 0) error = std::string("fdatasync: ") + std::strerror(errno);
   ::close(fd);
   return error;
 }
 
-void BM_DurableLatency(benchmark::State& state, Durability durability, int64_t rate, double seconds,
-                       bool zeroed) {
+void BM_DurableLatency(benchmark::State& state, Durability durability, int64_t rate,
+                       double seconds, bool zeroed) {
   (void)set_current_thread_timer_slack_ns(1'000);
   (void)frame_pool();
   const int64_t events = static_cast<int64_t>(static_cast<double>(rate) * seconds);
@@ -692,17 +686,15 @@ void BM_DurableLatency(benchmark::State& state, Durability durability, int64_t r
         continue;
       }
       // Publish everything that is due now, at most a quarter of the ring per claim.
-      int64_t due =
-          static_cast<int64_t>(static_cast<double>(now - schedule.start_ns) / schedule.period_ns) +
-          1;
+      int64_t due = static_cast<int64_t>(static_cast<double>(now - schedule.start_ns) /
+                                         schedule.period_ns) + 1;
       due = std::min(due, events);
       const int64_t n = std::clamp<int64_t>(due - sent, 1, kRingSize / 4);
       int64_t hi;
       if (ring->try_next(n, &hi) == ClaimResult::kFull) {
         // The ring is full: the stage (sync: the disk) is behind. Waiting here is part of the
         // measured latency, since it is measured from the intended times.
-        if (!stage_runner.is_running())
-          error = "journal stage stopped: " + status_text(stage_runner.status());
+        if (!stage_runner.is_running()) error = "journal stage stopped: " + status_text(stage_runner.status());
         if (now > deadline) error = "ring full past the deadline";
         sched_yield();
         continue;
@@ -741,7 +733,8 @@ void BM_DurableLatency(benchmark::State& state, Durability durability, int64_t r
     if (error.empty() && (writer.durable().get() != base + events - 1 ||
                           observer.histogram().total_count() != events)) {
       error = "durable() " + std::to_string(writer.durable().get()) + ", observed " +
-              std::to_string(observer.histogram().total_count()) + " of " + std::to_string(events);
+              std::to_string(observer.histogram().total_count()) + " of " +
+              std::to_string(events);
     }
     const int64_t segments = std::distance(fs::directory_iterator(dir), fs::directory_iterator{});
     if (!error.empty()) {
@@ -898,7 +891,8 @@ ReadJournal build_read_journal() {
   double resident = 0;
   for (const auto& seg : j.segments) {
     const int fd = ::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC);
-    void* p = fd < 0 ? MAP_FAILED : ::mmap(nullptr, seg.file_size, PROT_READ, MAP_SHARED, fd, 0);
+    void* p = fd < 0 ? MAP_FAILED
+                     : ::mmap(nullptr, seg.file_size, PROT_READ, MAP_SHARED, fd, 0);
     if (fd >= 0) ::close(fd);
     if (p == MAP_FAILED) {
       j.error = std::string("mmap: ") + std::strerror(errno);
@@ -909,8 +903,7 @@ ReadJournal build_read_journal() {
     // would put zero pages in the page cache, which SEEK_DATA then reports as data, and the
     // reader's end-of-log check would read them.
     volatile uint64_t sink = 0;
-    for (uint64_t off = 0; off < seg.data_end; off += 4096)
-      sink = sink + wire::load<uint8_t>(m.base + off);
+    for (uint64_t off = 0; off < seg.data_end; off += 4096) sink = sink + wire::load<uint8_t>(m.base + off);
     resident += resident_pct(m, journal::kSegmentHeaderSize, seg.data_end) *
                 static_cast<double>(seg.data_end);
     j.populated.push_back(m);
@@ -979,9 +972,9 @@ void BM_JournalRead(benchmark::State& state) {
     benchmark::DoNotOptimize(acc);
     state.SetIterationTime(static_cast<double>(t1 - t0) * 1e-9);
     if (r != journal::ReadResult::kEnd || count != kReadEvents || !in_order) {
-      state.SkipWithError(("read " + std::to_string(count) +
-                           " records, in order: " + (in_order ? "yes" : "no") +
-                           ", end: " + (r == journal::ReadResult::kEnd ? "clean" : "corrupt"))
+      state.SkipWithError(("read " + std::to_string(count) + " records, in order: " +
+                           (in_order ? "yes" : "no") + ", end: " +
+                           (r == journal::ReadResult::kEnd ? "clean" : "corrupt"))
                               .c_str());
       break;
     }
@@ -1043,7 +1036,7 @@ void BM_FreshMmapRead(benchmark::State& state, bool populate) {
     for (const auto& seg : j.segments) {
       // As the reader: open, fstat, map the whole file, MADV_SEQUENTIAL, read, unmap.
       const int fd = ::open(seg.path.c_str(), O_RDONLY | O_CLOEXEC);
-      struct stat st {};
+      struct stat st{};
       if (fd < 0 || ::fstat(fd, &st) != 0) {
         error = std::string("open: ") + std::strerror(errno);
         if (fd >= 0) ::close(fd);
@@ -1059,8 +1052,8 @@ void BM_FreshMmapRead(benchmark::State& state, bool populate) {
       ::madvise(p, size, MADV_SEQUENTIAL);
       if (populate) ::madvise(p, seg.data_end, MADV_POPULATE_READ);
       const auto* base = static_cast<const std::byte*>(p);
-      acc +=
-          sum_words(base + journal::kSegmentHeaderSize, seg.data_end - journal::kSegmentHeaderSize);
+      acc += sum_words(base + journal::kSegmentHeaderSize,
+                       seg.data_end - journal::kSegmentHeaderSize);
       ::munmap(p, size);
       ::close(fd);
     }
@@ -1154,8 +1147,8 @@ void BM_RecordCrcScan(benchmark::State& state, CrcImpl impl) {
     const int64_t t0 = now_ns();
     int64_t good = 0;
     for (size_t k = 0; k < j.segments.size(); ++k) {
-      good +=
-          crc_scan(j.populated[k].base, journal::kSegmentHeaderSize, j.segments[k].data_end, impl);
+      good += crc_scan(j.populated[k].base, journal::kSegmentHeaderSize, j.segments[k].data_end,
+                       impl);
     }
     const int64_t t1 = now_ns();
     faults += minor_faults() - f0;
@@ -1241,10 +1234,7 @@ void register_benchmarks() {
       ->Unit(benchmark::kMillisecond)
       ->Iterations(1);
 
-  RegisterBenchmark("JournalRead", BM_JournalRead)
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(5);
+  RegisterBenchmark("JournalRead", BM_JournalRead)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5);
   RegisterBenchmark("MemoryReadBaseline", BM_MemoryReadBaseline)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)

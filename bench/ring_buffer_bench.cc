@@ -6,8 +6,7 @@
 //   Topology  OneToOne, ThreeToOne, OneToThreePipeline, OneToThreeMulticast, OneToThreeDiamond
 //             (throughput: items_per_second) and PingPong (latency: rtt_p50_ns, rtt_p99_ns,
 //             rtt_p999_ns counters; items_per_second there is round trips per second).
-//   impl      sluice            RingBuffer + BatchEventProcessor; producer next()/publish() per
-//   item
+//   impl      sluice            RingBuffer + BatchEventProcessor; producer next()/publish() per item
 //             sluice_batch64    producer claims next(64) and publishes publish(lo, hi) per batch
 //             boost_spsc        boost::lockfree::spsc_queue, capacity<64Ki>: push / consume_one
 //             boost_queue       boost::lockfree::queue (MPMC, 64Ki preallocated nodes):
@@ -51,8 +50,6 @@
 //     perf/summarize_bench.py uses them to split the repetitions into near and far and to set
 //     aside disturbed ones.
 #include <benchmark/benchmark.h>
-#include <concurrentqueue/concurrentqueue.h>
-#include <readerwriterqueue/readerwriterqueue.h>
 #include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -62,6 +59,7 @@
 #include <boost/lockfree/policies.hpp>
 #include <boost/lockfree/queue.hpp>
 #include <boost/lockfree/spsc_queue.hpp>
+#include <concurrentqueue/concurrentqueue.h>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -69,6 +67,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <readerwriterqueue/readerwriterqueue.h>
 #include <string>
 #include <thread>
 #include <utility>
@@ -87,14 +86,14 @@
 
 namespace {
 
-constexpr int64_t kCapacity = int64_t{1} << 16;           // slots in every ring / queue
-constexpr int64_t kItemsPerIteration = int64_t{1} << 20;  // 1P1C and 1P3C
-constexpr int kProducers = 3;                             // ThreeToOne
+constexpr int64_t kCapacity = int64_t{1} << 16;            // slots in every ring / queue
+constexpr int64_t kItemsPerIteration = int64_t{1} << 20;   // 1P1C and 1P3C
+constexpr int kProducers = 3;                              // ThreeToOne
 constexpr int64_t kItemsPerProducerIteration = int64_t{1} << 18;
-constexpr int64_t kWarmupItems = 4 * kCapacity;  // untimed, before the first iteration
+constexpr int64_t kWarmupItems = 4 * kCapacity;            // untimed, before the first iteration
 constexpr int64_t kRoundTripsPerIteration = 10'000;
 constexpr int64_t kWarmupRoundTrips = 20'000;
-constexpr int64_t kTimeoutNs = 20'000'000'000;  // no progress for this long: fail
+constexpr int64_t kTimeoutNs = 20'000'000'000;             // no progress for this long: fail
 constexpr int64_t kPublishEvery = 1024;  // queue consumers report progress this often (or idle)
 constexpr int kBulk = 64;                // moodycamel_cq consumer's try_dequeue_bulk size
 
@@ -725,7 +724,8 @@ void BM_OneToOne_Queue(benchmark::State& state) {
   drive<Wait::kSpin>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
   crew.stop();
   conditions.finish(state);
-  check(state, "consumer", got.count, got.sum, src.sent.count, expected_digest_sum<P>(src.sent));
+  check(state, "consumer", got.count, got.sum, src.sent.count,
+        expected_digest_sum<P>(src.sent));
   state.SetLabel(std::string(Q<P>::kName == std::string("moodycamel_cq")
                                  ? "busy-spin; consumer try_dequeue_bulk(64); "
                                  : "busy-spin; ") +
@@ -852,9 +852,9 @@ void BM_ThreeToOne_Queue(benchmark::State& state) {
   conditions.finish(state);
   const Tally all = sources.total();
   check(state, "consumer", got.count, got.sum, all.count, expected_digest_sum<P>(all));
-  state.SetLabel(
-      std::string("yield; 4 threads on 2 CPUs: P0,P2 cpu0; P1,C cpu1") +
-      (Q<P>::kName == std::string("moodycamel_cq") ? "; consumer try_dequeue_bulk(64)" : ""));
+  state.SetLabel(std::string("yield; 4 threads on 2 CPUs: P0,P2 cpu0; P1,C cpu1") +
+                 (Q<P>::kName == std::string("moodycamel_cq") ? "; consumer try_dequeue_bulk(64)"
+                                                              : ""));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -868,16 +868,14 @@ struct alignas(2 * sluice::kCacheLineSize) PlusOne {  // a = value + 1
     ++count;
   }
 };
-struct alignas(
-    2 * sluice::kCacheLineSize) TripleA {  // b = 3 * a   (pipeline stage 2: reads stage 1's output)
+struct alignas(2 * sluice::kCacheLineSize) TripleA {  // b = 3 * a   (pipeline stage 2: reads stage 1's output)
   int64_t count = 0;
   void on_event(Event32& e, int64_t, bool) noexcept {
     e.b = 3 * e.a;
     ++count;
   }
 };
-struct alignas(2 * sluice::kCacheLineSize)
-    DoubleValue {  // b = 2 * value   (diamond: runs beside PlusOne)
+struct alignas(2 * sluice::kCacheLineSize) DoubleValue {  // b = 2 * value   (diamond: runs beside PlusOne)
   int64_t count = 0;
   void on_event(Event32& e, int64_t, bool) noexcept {
     e.b = 2 * e.value;
@@ -966,7 +964,9 @@ void BM_OneToThree_Sluice(benchmark::State& state) {
     crew.spawn(kCpu0, "B", [&] { b.run(); });
     crew.spawn(kCpu1, "C", [&] { c.run(); });
     const sluice::Sequence* terminal[] = {&a.sequence(), &b.sequence(), &c.sequence()};
-    auto drained = [&](int64_t total) { return sluice::minimum_sequence(terminal) >= total - 1; };
+    auto drained = [&](int64_t total) {
+      return sluice::minimum_sequence(terminal) >= total - 1;
+    };
     drive<Wait::kYield>(state, crew, kWarmupItems, kItemsPerIteration, produce, drained);
     crew.stop();
     conditions.finish(state);

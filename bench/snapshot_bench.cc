@@ -6,12 +6,14 @@
 //   SnapshotWrite/<accounts>     the writer's part, off the shard's thread: body CRC, write,
 //                                fsync, rename, directory fsync
 //   SnapshotRestore/<accounts>   map the file, check its CRC, restore a fresh shard from it
-//   SnapshotStall/<accounts>     a ShardStage under continuous load (256 new events per pass)
+//   SnapshotStall/<accounts>     a ShardStage (default options) under continuous load (256 new
+//                                events published per benchmark pass, drained by do_work)
 //                                takes an incremental copy-on-write snapshot: counters
 //                                stall_max_us (the most snapshot work in one pass, the shard's
-//                                stall), pass_max_us_before (the longest pass without a snapshot,
-//                                for scale), capture_ms (barrier to complete image), passes,
-//                                cow_chunks
+//                                stall, as ShardCounters reports it), pass_{p50,p99,max}_us
+//                                (whole passes while the capture ran) beside
+//                                pass_{p50,p99,max}_us_before (500 passes without a snapshot),
+//                                capture_ms (barrier to complete image), passes
 //   Recovery/1M-accounts/10M-journal/1M-tail
 //                                recover(): newest snapshot (at 9M) + the last 1M events of a
 //                                10M-event journal, everything in the page cache
@@ -21,12 +23,14 @@
 // ./bench-snapshot-tmp), removed at exit.
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bench/workload.h"
 #include "core/clock.h"
@@ -58,6 +62,13 @@ struct Cleanup {
     std::filesystem::remove_all(scratch(), ec);
   }
 } cleanup;
+
+// Knobs for trying other settings: SNAPSHOT_CHUNK (bytes, the copy-on-write chunk),
+// SNAPSHOT_BATCH (events per pass while a capture runs), SNAPSHOT_SLICE (bytes copied per pass).
+int64_t knob(const char* name, int64_t fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? std::atoll(v) : fallback;
+}
 
 double ms_since(int64_t start) { return static_cast<double>(now_ns() - start) / 1e6; }
 
@@ -91,7 +102,11 @@ Fixture& fixture(uint64_t accounts) {
     std::filesystem::remove_all(f.dir);
     std::filesystem::create_directories(f.dir);
     f.writer = *snapshot::SnapshotWriter::start({.dir = f.dir, .keep = 1});
-    f.shard = std::make_unique<Shard>(ProcessorConfig{}, 0, 1, f.sink);
+    f.shard = std::make_unique<Shard>(
+        ProcessorConfig{}, 0, 1, f.sink,
+        StateStore::Options{
+            .chunk_bytes = static_cast<size_t>(
+                knob("SNAPSHOT_CHUNK", static_cast<int64_t>(StateStore::Options{}.chunk_bytes)))});
     f.gen = std::make_unique<bench::EventGen>(accounts, bench::Mix::kMixed);
     feed(*f.shard, *f.gen, bench::warmup_events(accounts), &f.seq);
   }
@@ -166,7 +181,11 @@ void BM_SnapshotStall(benchmark::State& state) {
   ShardStage::InputRing input(1 << 14, wait);
   ShardStage::OutputRing output(1 << 16, wait);
   ShardCounters counters;
-  ShardStage stage(input, {}, *f.shard, output, f.writer.get(), &counters);
+  ShardStageOptions options;
+  options.max_batch_snapshotting = knob("SNAPSHOT_BATCH", options.max_batch_snapshotting);
+  options.snapshot_slice_bytes = static_cast<size_t>(
+      knob("SNAPSHOT_SLICE", static_cast<int64_t>(options.snapshot_slice_bytes)));
+  ShardStage stage(input, {}, *f.shard, output, f.writer.get(), &counters, options);
   input.add_gating_sequence(stage.sequence());
   Sequence consumed;
   output.add_gating_sequence(consumed);
@@ -187,26 +206,34 @@ void BM_SnapshotStall(benchmark::State& state) {
     consumed.set(output.cursor().get());
     return took;
   };
-  int64_t before_max = 0;
-  for (int i = 0; i < 200; ++i) before_max = std::max(before_max, pass(false));
+  auto pct = [](std::vector<int64_t> v, double p) {
+    if (v.empty()) return 0.0;
+    std::sort(v.begin(), v.end());
+    return static_cast<double>(v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))]) / 1e3;
+  };
+  std::vector<int64_t> before;
+  for (int i = 0; i < 500; ++i) before.push_back(pass(false));
   for (auto _ : state) {
     const int64_t start = now_ns();
-    int64_t passes = 0;
-    pass(true);
-    while (stage.snapshot_in_progress()) {
-      pass(false);
-      ++passes;
-    }
+    std::vector<int64_t> during;
+    during.push_back(pass(true));
+    while (stage.snapshot_in_progress()) during.push_back(pass(false));
     const double capture_ms = ms_since(start);
     state.SetIterationTime(static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e9);
     state.counters["stall_max_us"] =
         static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e3;
     state.counters["capture_ms"] = capture_ms;
-    state.counters["passes"] = static_cast<double>(passes);
-    state.counters["cow_chunks"] = static_cast<double>(counters.snapshot_cow_chunks.get());
-    state.counters["pass_max_us_before"] = static_cast<double>(before_max) / 1e3;
+    state.counters["passes"] = static_cast<double>(during.size());
+    state.counters["pass_p50_us"] = pct(during, 0.5);
+    state.counters["pass_p99_us"] = pct(during, 0.99);
+    state.counters["pass_max_us"] = pct(during, 1.0);
+    state.counters["pass_p50_us_before"] = pct(before, 0.5);
+    state.counters["pass_p99_us_before"] = pct(before, 0.99);
+    state.counters["pass_max_us_before"] = pct(before, 1.0);
     if (!f.writer->flush().ok()) state.SkipWithError("snapshot write failed");
   }
+  state.counters["cow_chunks_total"] = static_cast<double>(counters.snapshot_cow_chunks.get());
+  state.counters["growth_chunks_total"] = static_cast<double>(f.shard->capture().growth_copies());
 }
 
 void BM_Recovery(benchmark::State& state) {
@@ -277,11 +304,12 @@ void register_all() {
         ->UseManualTime()
         ->Unit(benchmark::kMillisecond)
         ->Iterations(3);
+    // One snapshot per repetition: run with --benchmark_repetitions and read the medians.
     benchmark::RegisterBenchmark("SnapshotStall", BM_SnapshotStall)
         ->Arg(a)
         ->UseManualTime()
         ->Unit(benchmark::kMicrosecond)
-        ->Iterations(5);
+        ->Iterations(1);
   }
   benchmark::RegisterBenchmark("Recovery/1M-accounts/10M-journal/1M-tail", BM_Recovery)
       ->UseManualTime()

@@ -1,7 +1,9 @@
 #include "io/snapshot_writer.h"
 
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -49,9 +51,15 @@ SnapshotWriter::~SnapshotWriter() {
 
 ImageBuffer SnapshotWriter::allocate(size_t bytes, bool populate) {
   const size_t capacity = round_up(std::max<size_t>(bytes, 1));
-  void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | (populate ? MAP_POPULATE : 0), -1, 0);
+  void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
+  if (populate) {
+    // Fault the pages in one at a time rather than with MAP_POPULATE or MADV_POPULATE_WRITE:
+    // those hold the process's mmap lock for the whole range (seconds for gigabytes), and a
+    // shard thread that maps a buffer meanwhile would wait for all of it.
+    auto* bytes_p = static_cast<volatile std::byte*>(p);
+    for (size_t off = 0; off < capacity; off += 4096) bytes_p[off] = std::byte{0};
+  }
   return ImageBuffer{static_cast<std::byte*>(p), capacity};
 }
 
@@ -151,6 +159,11 @@ absl::Status SnapshotWriter::write(const Job& job) {
 }
 
 void SnapshotWriter::run() {
+  if (options_.nice != 0) {
+    // Linux: setpriority on a thread id changes that thread only. Failure (a container that
+    // forbids it) just leaves the default priority.
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), options_.nice);
+  }
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     wake_.wait(lock, [&] { return stop_ || !jobs_.empty() || prepare_wanted_ > 0; });

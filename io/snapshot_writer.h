@@ -43,6 +43,10 @@ struct WriterOptions {
   std::string dir;  // created if missing
   int keep = 3;     // snapshots kept per shard (shard index and count)
   size_t max_pooled_buffers = 4;
+  // The writer thread's nice value: its CRC, copies into the page cache and page faulting are
+  // background work, and on a small machine it must not take time slices from the shards and
+  // the network agent (a shard preempted for a tick is a 4 ms stall). 0 leaves it as is.
+  int nice = 10;
   // Runs on the writing thread before a snapshot's file is written (so before it can exist
   // under its name); an error abandons that snapshot. The daemon uses it to make sure the
   // alerts log holds, on disk, every alert up to the snapshot's sequence first.

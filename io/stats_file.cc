@@ -122,8 +122,7 @@ absl::StatusOr<std::unique_ptr<StatsFile>> StatsFile::create(const std::string& 
     const StatsBlockEntry& e = entries[i++];
     file->histograms_.push_back(new (bytes + e.offset) SharedHistogram());
   }
-  // The magic goes in last: a reader that sees it sees a complete header.
-  std::atomic_thread_fence(std::memory_order_release);
+  // Readers open the file by its name, which it only gets (rename) once complete.
   std::memcpy(h.magic, kStatsMagic, sizeof(h.magic));
   if (::rename(tmp.c_str(), path.c_str()) != 0) return io_error(errno, "rename stats file to", path);
   return file;
@@ -162,7 +161,6 @@ absl::StatusOr<std::unique_ptr<StatsView>> StatsView::open(const std::string& pa
   if (std::memcmp(h.magic, kStatsMagic, sizeof(h.magic)) != 0) {
     return absl::DataLossError(absl::StrCat(path, ": not a sluice stats file (bad magic)"));
   }
-  std::atomic_thread_fence(std::memory_order_acquire);
   if (h.version != kStatsVersion) {
     return absl::DataLossError(absl::StrCat(path, ": stats format version ", h.version,
                                             ", this build reads ", kStatsVersion));

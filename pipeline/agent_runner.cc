@@ -16,11 +16,10 @@ absl::Status status_from_current_exception(std::string_view agent, std::string_v
   try {
     throw;
   } catch (const std::exception& e) {
-    return absl::InternalError(
-        absl::StrCat("agent '", to_absl(agent), "' failed in ", to_absl(phase), ": ", e.what()));
+    return absl::InternalError(absl::StrCat("agent '", to_absl(agent), "' failed in ", to_absl(phase), ": ", e.what()));
   } catch (...) {
-    return absl::InternalError(absl::StrCat("agent '", to_absl(agent), "' failed in ",
-                                            to_absl(phase), ": unknown exception"));
+    return absl::InternalError(
+        absl::StrCat("agent '", to_absl(agent), "' failed in ", to_absl(phase), ": unknown exception"));
   }
 }
 
@@ -74,8 +73,8 @@ void AgentRunner::run() {
   }
   if (options_.cpu.has_value()) {
     if (absl::Status pinned = pin_current_thread(*options_.cpu); !pinned.ok()) {
-      fail(absl::Status(pinned.code(),
-                        absl::StrCat("agent '", to_absl(agent_.name()), "': ", pinned.message())));
+      fail(absl::Status(pinned.code(), absl::StrCat("agent '", to_absl(agent_.name()), "': ",
+                                                    pinned.message())));
       running_.store(false, std::memory_order_release);
       return;
     }

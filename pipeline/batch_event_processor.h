@@ -38,7 +38,7 @@ concept EventHandler = requires(H& handler, T& event, int64_t sequence, bool end
 };
 
 template <typename T, typename Handler, typename SequencerT = SingleProducerSequencer>
-requires EventHandler<Handler, T>
+  requires EventHandler<Handler, T>
 class BatchEventProcessor final : public Agent {
  public:
   static constexpr int64_t kUnboundedBatch = std::numeric_limits<int64_t>::max();

@@ -9,8 +9,9 @@ namespace sluice {
 CompositeAgent::CompositeAgent(std::vector<Agent*> agents, std::string name)
     : agents_(std::move(agents)), name_(std::move(name)) {
   if (name_.empty()) {
-    name_ = absl::StrJoin(agents_, "+",
-                          [](std::string* out, const Agent* agent) { out->append(agent->name()); });
+    name_ = absl::StrJoin(agents_, "+", [](std::string* out, const Agent* agent) {
+      out->append(agent->name());
+    });
   }
 }
 

@@ -78,8 +78,8 @@ TrackedArrayBase::~TrackedArrayBase() {
 }
 
 void TrackedArrayBase::adopt(std::byte* data, size_t capacity, size_t size) {
-  // The capture reads the old block: it must be complete before that block goes away.
-  if (capture_->active()) capture_->finish();
+  // The capture reads the old block: this array's part must be complete before it goes away.
+  if (capture_->active()) capture_->finish_region(id_);
   release_zeroed(data_, capacity_ * element_size_);
   data_ = data;
   capacity_ = capacity;
@@ -237,6 +237,23 @@ size_t StateCapture::copy_some(size_t budget) {
 
 void StateCapture::finish() {
   while (active_) copy_some(SIZE_MAX);
+}
+
+void StateCapture::finish_region(uint32_t id) {
+  if (!active_) return;
+  const Region& r = regions_[id];
+  if (r.bytes == 0) return;
+  const int64_t start = now_ticks();
+  const size_t first = r.first_chunk;
+  const size_t last = r.first_chunk + ((r.bytes - 1) >> chunk_shift_);
+  for (size_t c = first; c <= last; ++c) {
+    if ((copied_[c >> 6] & (uint64_t{1} << (c & 63))) == 0) {
+      copy_chunk(id, c);
+      ++growth_copies_;
+    }
+  }
+  work_ticks_ += now_ticks() - start;
+  complete_if_done();
 }
 
 void StateCapture::complete_if_done() noexcept {

@@ -24,8 +24,9 @@
 // from then on copy_some() copies chunks into the image a bounded amount at a time, and every
 // write to an array first copies the chunk it lands in if that chunk was not copied yet
 // (TrackedArray::mut / mut_range). When every chunk is copied the image holds the state exactly
-// as it was at begin(). An array that must reallocate (a table or pool growing) finishes the copy
-// first. All of it runs on the shard's thread: no atomics, no locks.
+// as it was at begin(). An array that must reallocate (a table or pool growing) first copies the
+// rest of its own region (a stall proportional to that array, and only when a growth meets a
+// snapshot). All of it runs on the shard's thread: no atomics, no locks.
 //
 // Thread safety: a store and everything in it belong to one thread at a time (the shard's).
 #ifndef SLUICE_PIPELINE_STATE_STORE_H_
@@ -88,7 +89,8 @@ class TrackedArrayBase {
   // Declares a write to bytes [offset, offset + n): a snapshot in progress copies what it has
   // not copied of that range first.
   inline void note_write(size_t offset, size_t n);
-  // Replaces the storage (the old block is released). A snapshot in progress is finished first.
+  // Replaces the storage (the old block is released). A snapshot in progress copies what it has
+  // not copied of this array first.
   void adopt(std::byte* data, size_t capacity, size_t size);
   // Grows to at least `capacity` elements keeping [0, keep); new elements are zero.
   void reallocate(size_t capacity, size_t keep);
@@ -125,7 +127,7 @@ class StateCapture {
   static constexpr size_t kDirectoryEntrySize = 32;
 
   // REQUIRES: chunk_bytes is a power of two >= 64.
-  explicit StateCapture(size_t header_bytes, size_t chunk_bytes = 4096);
+  explicit StateCapture(size_t header_bytes, size_t chunk_bytes = 1024);
   StateCapture(const StateCapture&) = delete;
   StateCapture& operator=(const StateCapture&) = delete;
 
@@ -144,6 +146,9 @@ class StateCapture {
   size_t copy_some(size_t budget);
   // Copies everything left.
   void finish();
+  // Copies what is left of one region (an array about to be reallocated: its image part must be
+  // complete before the old block goes; the other regions go on copying as before).
+  void finish_region(uint32_t id);
 
   bool active() const noexcept { return active_; }
   // True once every chunk of the capture begun last is copied (until take()).
@@ -163,6 +168,8 @@ class StateCapture {
   size_t chunks_left() const noexcept { return remaining_; }
   // Chunks copied because a write landed in them (copy-on-write), over this store's life.
   int64_t cow_copies() const noexcept { return cow_copies_; }
+  // Chunks copied because their array was reallocated during a capture, over this store's life.
+  int64_t growth_copies() const noexcept { return growth_copies_; }
 
   // Reads and checks an image's directory (bounds, alignment, the region count and element
   // sizes of this store's arrays). The error names the region.
@@ -199,6 +206,7 @@ class StateCapture {
   bool complete_ = false;
   int64_t work_ticks_ = 0;
   int64_t cow_copies_ = 0;
+  int64_t growth_copies_ = 0;
 };
 
 // Hands out an image's regions in order, to the restore() of the state objects that registered
@@ -867,7 +875,9 @@ class StateStore {
  public:
   struct Options {
     size_t header_bytes = 128;  // left free at the start of an image (the snapshot header)
-    size_t chunk_bytes = 4096;  // copy-on-write granularity
+    // Copy-on-write granularity: a write during a capture copies this much first. 1 KiB keeps
+    // that copy short (perf/RESULTS.md compares 1 and 4 KiB).
+    size_t chunk_bytes = 1024;
   };
   explicit StateStore(Options options) : capture_(options.header_bytes, options.chunk_bytes) {}
   StateStore() : StateStore(Options{}) {}
