@@ -625,8 +625,9 @@ TEST_F(SluicedTest, AJournalWriteFailureRefusesInputAndLosesNothingAnswered) {
     const wire::Decision dec = wire::decode_decision(*f);
     if (dec.seq != 0) answered[static_cast<int64_t>(dec.seq)] = dec.client_seq;
   }
-  c.close();
+  ::shutdown(c.fd(), SHUT_RDWR);  // a sender still blocked in send() returns
   sender.join();
+  c.close();
   EXPECT_TRUE(refused) << "no ERROR INPUT_REFUSED reached the client";
   EXPECT_EQ(d().wait_exit(std::chrono::seconds(60)), 1);
   EXPECT_THAT(d().log(), HasSubstr("File too large"));
