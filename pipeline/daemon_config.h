@@ -44,8 +44,9 @@ struct DaemonConfig {
   int64_t output_ring_size = 16384;  // slots per shard, a power of two
   std::vector<int> cpus;  // pins threads in order: network+journal, then shards; empty: no pins
   IdleKind idle = IdleKind::kBackoff;
-  // Threads for the shards: 1 puts every shard on one thread (the 2-core default); more
-  // spreads them round-robin. 0: one thread per shard.
+  // Threads for the shards: 1 puts every shard on one thread beside the io thread; more spreads
+  // them round-robin; 0 runs them on the io thread itself (one thread for everything, for a
+  // machine whose other core serves the clients).
   uint32_t shard_threads = 1;
 
   // [snapshots]

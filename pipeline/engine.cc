@@ -160,12 +160,19 @@ class Engine::Impl {
     int do_work() override {
       int work = e_.server_->poll();
       work += e_.journal_guard_->do_work();
+      for (ShardStage* s : inline_shards) work += s->do_work();
       e_.flush_alerts();
       // Input published or made durable: the shards may have work.
-      if (work > 0) e_.shard_bell_.ring();
+      if (work > 0 && inline_shards.empty()) e_.shard_bell_.ring();
       return work;
     }
-    void on_close() override { e_.journal_guard_->on_close(); }
+    void on_close() override {
+      e_.journal_guard_->on_close();
+      for (ShardStage* s : inline_shards) s->on_close();
+    }
+
+    // engine.shard_threads = 0: the shards run here, after the journal, on the io thread.
+    std::vector<ShardStage*> inline_shards;
 
    private:
     Impl& e_;
@@ -515,11 +522,12 @@ absl::Status Engine::Impl::start_threads() {
     return config_.cpus[thread % config_.cpus.size()];
   };
 
-  // Shards: engine.shard_threads groups (0: one a shard), round-robin.
-  const uint32_t groups = config_.shard_threads == 0 ? config_.shards
-                                                     : std::min(config_.shard_threads, config_.shards);
+  // Shards: engine.shard_threads groups, round-robin; 0: on the io thread.
+  const uint32_t groups = std::min(config_.shard_threads, config_.shards);
   std::vector<std::vector<ShardStage*>> members(groups);
-  for (uint32_t k = 0; k < config_.shards; ++k) members[k % groups].push_back(shard_stages_[k].get());
+  for (uint32_t k = 0; groups > 0 && k < config_.shards; ++k) {
+    members[k % groups].push_back(shard_stages_[k].get());
+  }
   for (uint32_t g = 0; g < groups; ++g) {
     shard_groups_.push_back(std::make_unique<ShardGroup>(
         *this, members[g], groups == 1 ? std::string("shards") : absl::StrCat("shards", g)));
@@ -530,6 +538,9 @@ absl::Status Engine::Impl::start_threads() {
         *shard_groups_.back(), RunnerOptions{.idle = idle, .cpu = cpu_for(1 + g)}));
   }
   io_agent_ = std::make_unique<IoAgent>(*this);
+  if (groups == 0) {
+    for (auto& stage : shard_stages_) io_agent_->inline_shards.push_back(stage.get());
+  }
   io_parker_ = std::make_unique<IoParker>(*this);
   IdleConfig idle = base;
   idle.parker = io_parker_.get();
@@ -539,8 +550,10 @@ absl::Status Engine::Impl::start_threads() {
     if (absl::Status s = r->start(); !s.ok()) return s;
   }
   if (absl::Status s = io_runner_->start(); !s.ok()) return s;
-  std::string mapping = absl::StrCat("threads: io (network + journal)",
-                                     config_.cpus.empty() ? "" : absl::StrCat(" on cpu ", *cpu_for(0)));
+  std::string mapping = absl::StrCat(
+      "threads: io (network + journal",
+      groups == 0 ? absl::StrCat(" + ", config_.shards, " shard", config_.shards == 1 ? "" : "s") : "",
+      ")", config_.cpus.empty() ? "" : absl::StrCat(" on cpu ", *cpu_for(0)));
   for (uint32_t g = 0; g < groups; ++g) {
     absl::StrAppend(&mapping, "; ", shard_groups_[g]->name().data(), " (", members[g].size(), " shard",
                     members[g].size() == 1 ? "" : "s", ")",

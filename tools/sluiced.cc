@@ -30,7 +30,7 @@ struct Flags {
   std::string config;
   std::optional<std::string> data_dir, listen, text_listen, metrics_listen, durability, cpus,
       idle, log_level;
-  std::optional<uint32_t> shards;
+  std::optional<uint32_t> shards, shard_threads;
   bool no_udp = false;
   bool print_config = false;
 };
@@ -48,6 +48,7 @@ absl::StatusOr<sluice::DaemonConfig> resolve(const Flags& f) {
   if (f.text_listen) c.text_listen = *f.text_listen;
   if (f.metrics_listen) c.metrics_listen = *f.metrics_listen;
   if (f.shards) c.shards = *f.shards;
+  if (f.shard_threads) c.shard_threads = *f.shard_threads;
   if (f.no_udp) c.udp = false;
   if (f.log_level) c.log_level = *f.log_level;
   if (f.durability) {
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
   app.add_option("--text-listen", f.text_listen, "text TCP address (127.0.0.1:7701; empty: off)");
   app.add_option("--metrics-listen", f.metrics_listen, "Prometheus endpoint HOST:PORT (off)");
   app.add_option("--shards", f.shards, "processing shards (1)");
+  app.add_option("--shard-threads", f.shard_threads,
+                 "threads for the shards (1); 0 runs them on the io thread");
   app.add_option("--durability", f.durability, "none | batch | sync (batch)");
   app.add_option("--cpus", f.cpus, "pin threads in order io, shards...: e.g. 0,1");
   app.add_option("--idle", f.idle, "busy | yield | backoff (backoff)");
