@@ -159,6 +159,7 @@ class SluicedTest : public ::testing::Test {
   }
 
   Daemon& d() { return *daemon_; }
+  void check_decisions_against_replay(const std::vector<std::string>& args);
 
   std::string scratch_;
   std::string config_;
@@ -168,7 +169,16 @@ class SluicedTest : public ::testing::Test {
 // Sends every connection's events pipelined, reads every decision, and checks them against the
 // replay of the journal.
 TEST_F(SluicedTest, BinaryDecisionsMatchAReplayOfTheJournal) {
-  ASSERT_TRUE(d().start({"--config", config_, "--shards", "3"})) << d().log();
+  check_decisions_against_replay({"--config", config_, "--shards", "3"});
+}
+
+// The same with everything on one thread (engine.shard_threads = 0).
+TEST_F(SluicedTest, OneThreadDeploymentDecidesTheSame) {
+  check_decisions_against_replay({"--config", config_, "--shards", "2", "--shard-threads", "0"});
+}
+
+void SluicedTest::check_decisions_against_replay(const std::vector<std::string>& args) {
+  ASSERT_TRUE(d().start(args)) << d().log();
   constexpr int kClients = 3;
   constexpr int kEvents = 1500;
   std::vector<std::unique_ptr<Client>> clients;
