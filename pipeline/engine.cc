@@ -1,19 +1,16 @@
 #include "pipeline/engine.h"
 
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <array>
-#include <deque>
-#include <limits>
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -41,7 +38,6 @@
 #include "io/socket_address.h"
 #include "io/stats_file.h"
 #include "pipeline/agent_runner.h"
-#include "pipeline/composite_agent.h"
 #include "pipeline/decision_digest.h"
 #include "pipeline/journal_stage.h"
 #include "pipeline/recovery.h"
@@ -298,6 +294,7 @@ class Engine::Impl {
   std::vector<std::unique_ptr<Shard>> shards_;
   DecisionDigest tail_digest_;
   int64_t first_sequence_ = 0;  // of this run's digest (the recovery tail's first, or the next)
+  int64_t recovered_last_ = 0;  // the journal's last sequence at start
 
   std::unique_ptr<WaitStrategy> wait_;
   std::unique_ptr<InputRing> input_ring_;
@@ -434,6 +431,7 @@ absl::Status Engine::Impl::recover_state() {
                : std::string("no snapshot"),
            ", then ", recovered->replayed_events, " journal events (", recovered->replay_seconds, " s)");
   first_sequence_ = recovered->first_sequence > 0 ? recovered->first_sequence : writer_->next_sequence();
+  recovered_last_ = recovered->last_sequence;
   shards_ = std::move(recovered->shards);
   if (absl::Status s = alerts_log_->flush(); !s.ok()) return s;
   return absl::OkStatus();
@@ -502,7 +500,6 @@ absl::Status Engine::Impl::build_pipeline() {
              "); it will poll while a write is in flight");
   }
 
-  const SocketAddress bound = *parse_socket_address(config_.listen);
   auto with_port = [&](const std::string& listen, uint16_t port) {
     auto a = parse_socket_address(listen);
     a->set_port(port);
@@ -511,7 +508,6 @@ absl::Status Engine::Impl::build_pipeline() {
   endpoints_.binary = with_port(config_.listen, server_->port());
   if (!config_.text_listen.empty()) endpoints_.text = with_port(config_.text_listen, server_->text_port());
   if (config_.udp && server_->udp_port() != 0) endpoints_.udp = with_port(config_.listen, server_->udp_port());
-  (void)bound;
   return absl::OkStatus();
 }
 
@@ -590,7 +586,6 @@ void Engine::Impl::flush_alerts() {
     }
     watermark = std::min(watermark, p.done);
   }
-  bool added = false;
   for (;;) {
     std::deque<OutputEvent>* next = nullptr;
     for (auto& q : pending_alerts_) {
@@ -600,7 +595,6 @@ void Engine::Impl::flush_alerts() {
     if (next == nullptr) break;
     alerts_log_->add(next->front());
     next->pop_front();
-    added = true;
   }
   if (alerts_log_->has_buffered()) {
     if (absl::Status s = alerts_log_->flush(); !s.ok()) {
@@ -609,7 +603,6 @@ void Engine::Impl::flush_alerts() {
       return;
     }
   }
-  (void)added;
   if (watermark != std::numeric_limits<int64_t>::max() && watermark > alerts_through_.get()) {
     alerts_through_.set(watermark);
   }
@@ -647,8 +640,6 @@ DecisionDigest Engine::Impl::digest() const {
 
 void Engine::Impl::update_gauges() {
   const int64_t cursor = input_ring_->cursor().get();
-  const int64_t base = writer_->next_sequence() == 0 ? 0 : first_sequence_;
-  (void)base;
   gauges_->input_cursor.set(cursor + 1);
   gauges_->journal_lag.set(cursor - journal_stage_->sequence().get());
   gauges_->durable_lag.set(cursor - journal_stage_->durable().get());
@@ -664,7 +655,8 @@ void Engine::Impl::update_gauges() {
   gauges_->output_lag_max.set(out_lag);
   const DecisionDigest d = digest();
   gauges_->first_sequence.set(first_sequence_);
-  gauges_->last_sequence.set(std::max(last, first_sequence_ - 1));
+  // Recovery replayed the journal up to recovered_last_ before any shard stage ran.
+  gauges_->last_sequence.set(std::max({last, recovered_last_, first_sequence_ - 1}));
   gauges_->decisions_digest.set(static_cast<int64_t>(d.value()));
   gauges_->decisions_digest_count.set(static_cast<int64_t>(d.count()));
 }
