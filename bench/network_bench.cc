@@ -45,11 +45,11 @@
 //
 //   Pipelined/<server>/<connections>
 //                         the client (CPU 0, one thread, non-blocking sockets and poll()) keeps
-//                         up to 2048 events in flight per connection, sending in batches of up
-//                         to 256 frames, and counts every answer; an iteration is 1M events
-//                         (all answered); items_per_second = events/s with every decision
-//                         received. Accounts cycle over 100k, event times advance 100 us per
-//                         event (the fraud rules run and sometimes fire).
+//                         up to 4096 events in flight per connection (the server's default
+//                         max_in_flight), sending in batches of up to 256 frames, and counts every
+//                         answer; an iteration is 1M events (all answered); items_per_second =
+//                         events/s with every decision received. Accounts cycle over 100k, event
+//                         times advance 100 us per event (the fraud rules run and sometimes fire).
 //     sluice              NetworkServer + StandInShards (real Shard, one shard) on CPU 1, busy.
 //     sluice_trivial      the same with a stand-in that answers ACCEPT without running rules:
 //                         the network path's own ceiling.
@@ -921,7 +921,7 @@ BENCHMARK(BM_PingPongSluicePark)->Name("PingPong/sluice_park")->UseManualTime()-
 
 constexpr int64_t kPipelineEvents = 1'000'000;
 constexpr int64_t kPipelineWarmup = 200'000;
-constexpr int64_t kWindow = 2048;
+constexpr int64_t kWindow = 4096;
 constexpr int64_t kBatch = 256;
 constexpr int64_t kStreamFrames = 65536;  // per connection, sent cyclically
 
