@@ -43,12 +43,10 @@
 #ifndef SLUICE_IO_NETWORK_SERVER_H_
 #define SLUICE_IO_NETWORK_SERVER_H_
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
