@@ -19,7 +19,8 @@
 //
 //   PingPong/<server>     one 44-byte frame out, its 28-byte answer back, one at a time; the
 //                         client (the benchmark thread, CPU 0) uses blocking send/recv; the
-//                         server thread runs on CPU 1. Every round trip is timed with rdtsc into
+//                         server thread runs on CPU 1. Accounts cycle over 1000 and event time
+//                         advances 100 ms per event. Every round trip is timed with rdtsc into
 //                         a sluice::Histogram: counters rtt_p50_ns, rtt_p99_ns, rtt_p999_ns,
 //                         rtt_max_ns; items_per_second = round trips/s.
 //     echo_blocking       blocking recv/send echo: the kernel's floor the targets refer to.
@@ -44,11 +45,11 @@
 //
 //   Pipelined/<server>/<connections>
 //                         the client (CPU 0, one thread, non-blocking sockets and poll()) keeps
-//                         up to 2048 events in flight per connection, sending in batches of up
-//                         to 256 frames, and counts every answer; an iteration is 1M events
-//                         (all answered); items_per_second = events/s with every decision
-//                         received. Accounts cycle over 100k, event times advance 100 us per
-//                         event (the fraud rules run and sometimes fire).
+//                         up to 4096 events in flight per connection (the server's default
+//                         max_in_flight), sending in batches of up to 256 frames, and counts every
+//                         answer; an iteration is 1M events (all answered); items_per_second =
+//                         events/s with every decision received. Accounts cycle over 100k, event
+//                         times advance 100 us per event (the fraud rules run and sometimes fire).
 //     sluice              NetworkServer + StandInShards (real Shard, one shard) on CPU 1, busy.
 //     sluice_trivial      the same with a stand-in that answers ACCEPT without running rules:
 //                         the network path's own ceiling.
@@ -816,24 +817,31 @@ void ping_pong(benchmark::State& state, Make&& make, int round_trips) {
   const sluice::Clock& clock = sluice::default_clock();
   sluice::Histogram rtt;
   std::array<std::byte, 64> answer;
-  uint64_t seq = 0;
+  // Accounts cycle over 1000 and event time advances 100 ms per event: each account sees an
+  // event every 100 s of event time, so the shard's per-account history stays small (as with
+  // real traffic) instead of growing with every round trip of one account.
+  int64_t seq = 0;
+  auto frame = [](int64_t n) {
+    return request_frame(static_cast<uint64_t>(n), static_cast<uint64_t>(n % 1000 + 1),
+                         1'000'000'000'000 + n * 100'000'000);
+  };
   auto one = [&]() -> bool {
-    const std::vector<std::byte> f = request_frame(++seq, 7, 1'000'000'000'000);
+    const std::vector<std::byte> f = frame(++seq);
     return send_all(fd, f.data(), f.size()) && recv_all(fd, answer.data(), kAnswer);
   };
   bool ok = true;
   for (int i = 0; i < kPingPongWarmup && ok; ++i) ok = one();
-  // The request frames are built outside the timed section.
+  // The request frames are built outside the timed section, enough for every iteration.
   std::vector<std::vector<std::byte>> frames;
-  for (int i = 0; i < round_trips; ++i)
-    frames.push_back(request_frame(i + 1, 7, 1'000'000'000'000));
+  for (int64_t i = 0; i < int64_t{round_trips} * 4; ++i) frames.push_back(frame(++seq));
+  size_t next_frame = 0;
   for (auto _ : state) {
     if (!ok) break;
     int64_t total = 0;
     for (int i = 0; i < round_trips; ++i) {
+      const std::vector<std::byte>& f = frames[next_frame++ % frames.size()];
       const int64_t t0 = clock.now_ticks();
-      if (!send_all(fd, frames[i].data(), frames[i].size()) ||
-          !recv_all(fd, answer.data(), kAnswer)) {
+      if (!send_all(fd, f.data(), f.size()) || !recv_all(fd, answer.data(), kAnswer)) {
         ok = false;
         break;
       }
@@ -913,7 +921,7 @@ BENCHMARK(BM_PingPongSluicePark)->Name("PingPong/sluice_park")->UseManualTime()-
 
 constexpr int64_t kPipelineEvents = 1'000'000;
 constexpr int64_t kPipelineWarmup = 200'000;
-constexpr int64_t kWindow = 2048;
+constexpr int64_t kWindow = 4096;
 constexpr int64_t kBatch = 256;
 constexpr int64_t kStreamFrames = 65536;  // per connection, sent cyclically
 

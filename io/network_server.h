@@ -43,13 +43,11 @@
 #ifndef SLUICE_IO_NETWORK_SERVER_H_
 #define SLUICE_IO_NETWORK_SERVER_H_
 
-#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <limits>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>

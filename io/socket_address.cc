@@ -63,7 +63,7 @@ absl::StatusOr<SocketAddress> parse_socket_address(std::string_view text) {
     auto* in = reinterpret_cast<sockaddr_in*>(&a.storage);
     in->sin_family = AF_INET;
     if (host.empty()) {
-      in->sin_addr.s_addr = htonl(INADDR_ANY);
+      return bad("no host (0.0.0.0 means every address)");
     } else if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) != 1) {
       return bad("the host is not a numeric IPv4 address, [IPv6] or localhost");
     }

@@ -26,8 +26,8 @@ struct SocketAddress {
   std::string to_string() const;  // "127.0.0.1:7700", "[::1]:7700"
 };
 
-// Parses "HOST:PORT" with HOST a numeric IPv4 address, a bracketed IPv6 literal, "localhost"
-// or empty (any IPv4 address), and PORT 0..65535 (0: the kernel picks). No DNS: a daemon's
+// Parses "HOST:PORT" with HOST a numeric IPv4 address (0.0.0.0: every address), a bracketed
+// IPv6 literal or "localhost", and PORT 0..65535 (0: the kernel picks). No DNS: a daemon's
 // listen address must not depend on a resolver. Errors (InvalidArgument) quote the text.
 absl::StatusOr<SocketAddress> parse_socket_address(std::string_view host_port);
 

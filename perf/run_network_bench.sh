@@ -8,8 +8,9 @@
 #    a client to CPU 0 and a server to CPU 1: anything else running moves the numbers);
 # 2. runs bench/network_bench with REPETITIONS repetitions and random interleaving; the JSON
 #    (every repetition) goes to perf/results/network_bench-<UTC date>-<commit>.json;
-# 3. prints a markdown summary (medians and min-max over repetitions, the placement of each
-#    repetition, the ratios the targets are about) and saves it next to the JSON as .md.
+# 3. prints a markdown summary (perf/summarize_network_bench.py: medians and min-max over
+#    repetitions, the placement of each repetition, the ratios the targets are about) and saves
+#    it next to the JSON as .md.
 #
 # Environment: BUILD_DIR (default build/release; the argument wins), REPETITIONS (5),
 # BENCH_FILTER (a --benchmark_filter regex), OUT_DIR (perf/results), WAIT_FOR_IDLE (0),
@@ -79,143 +80,6 @@ fi
 echo "+ ${cmd[*]}"
 "${cmd[@]}"
 
-python3 - "$json" "$commit" <<'PY' | tee "$base.md"
-"""Markdown summary of a network_bench JSON file (per-repetition data)."""
-import json, statistics, sys
-from collections import OrderedDict
-
-doc = json.load(open(sys.argv[1]))
-commit = sys.argv[2]
-ctx = doc.get("context", {})
-
-runs = OrderedDict()
-for b in doc["benchmarks"]:
-    if b.get("run_type") == "aggregate":
-        continue
-    name = b.get("run_name", b["name"])
-    name = "/".join(p for p in name.split("/")
-                    if not p.startswith("iterations:") and p != "manual_time")
-    e = runs.setdefault(name, {"runs": [], "errors": []})
-    (e["errors"] if b.get("error_occurred") else e["runs"]).append(b)
-
-def vals(name, key, scale=1.0):
-    e = runs.get(name)
-    return [float(r[key]) * scale for r in e["runs"] if key in r] if e else []
-
-def med(name, key, scale=1.0):
-    v = vals(name, key, scale)
-    return statistics.median(v) if v else None
-
-def f(x, d=1):
-    return "-" if x is None else f"{x:.{d}f}"
-
-def spread(name, key, scale=1.0, d=1):
-    v = vals(name, key, scale)
-    return f"{f(min(v), d)}–{f(max(v), d)}" if v else "-"
-
-def placement(name):
-    """near / far / mixed counts from the cache-line probe around each repetition."""
-    e = runs.get(name)
-    if not e:
-        return "-"
-    near = far = mixed = 0
-    for r in e["runs"]:
-        a, b = r.get("cl_rtt_before_ns", -1), r.get("cl_rtt_after_ns", -1)
-        if a < 0 or b < 0:
-            continue
-        if a < 250 and b < 250:
-            near += 1
-        elif a >= 250 and b >= 250:
-            far += 1
-        else:
-            mixed += 1
-    return f"{near}/{far}/{mixed}"
-
-def foreign(name):
-    return f(med(name, "foreign_cpu_pct"))
-
-reps = max((len(e["runs"]) + len(e["errors"]) for e in runs.values()), default=0)
-print(f"### network_bench: {ctx.get('date', '?')}, commit {commit}")
-print()
-print(f"- {reps} repetitions, random interleaving; {ctx.get('num_cpus', '?')} CPUs at "
-      f"{ctx.get('mhz_per_cpu', '?')} MHz; client pinned to CPU 0, server thread to CPU 1")
-print(f"- {ctx.get('io_uring', '')}")
-print(f"- sluice server path: {ctx.get('sluice_path', '')}")
-print("- placement n/f/m: repetitions whose cache-line probe before and after said near "
-      "(< 250 ns) / far / one of each; foreign %: median share of the machine's CPU time used "
-      "by other processes during a repetition")
-print()
-
-print("**Decode throughput** (one core), M frames/s")
-print()
-print("| benchmark | median | min–max |")
-print("|---|---:|---:|")
-for n in runs:
-    if n.startswith("Decode/"):
-        print(f"| {n} | {f(med(n, 'items_per_second', 1e-6))} | "
-              f"{spread(n, 'items_per_second', 1e-6)} |")
-
-print()
-print("**Loopback round trip** (44-byte TRANSACTION out, 28-byte DECISION back), µs; medians "
-      "over repetitions of each repetition's percentiles")
-print()
-print("| benchmark | p50 | p50 min–max | p99 | p99.9 | max (median) | p50 ÷ echo_blocking | "
-      "placement n/f/m | foreign % |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-floor = med("PingPong/echo_blocking", "rtt_p50_ns")
-for n in runs:
-    if not n.startswith("PingPong/"):
-        continue
-    e = runs[n]
-    if not e["runs"]:
-        print(f"| {n} | ERROR: {e['errors'][0].get('error_message', '?')} | | | | | | | |")
-        continue
-    p50 = med(n, "rtt_p50_ns")
-    ratio = "-" if floor is None or p50 is None else f"{p50 / floor:.2f}"
-    print(f"| {n} | {f(None if p50 is None else p50 / 1e3)} | "
-          f"{spread(n, 'rtt_p50_ns', 1e-3)} | {f(med(n, 'rtt_p99_ns', 1e-3))} | "
-          f"{f(med(n, 'rtt_p999_ns', 1e-3))} | {f(med(n, 'rtt_max_ns', 1e-3), 0)} | {ratio} | "
-          f"{placement(n)} | {foreign(n)} |")
-
-print()
-print("**Pipelined throughput** (every decision received), M events/s")
-print()
-print("| benchmark | median | min–max | ÷ echo_epoll (same connections) | placement n/f/m | "
-      "foreign % |")
-print("|---|---:|---:|---:|---:|---:|")
-for n in runs:
-    if not n.startswith("Pipelined/"):
-        continue
-    e = runs[n]
-    if not e["runs"]:
-        print(f"| {n} | ERROR: {e['errors'][0].get('error_message', '?')} | | | | |")
-        continue
-    conns = n.split("/")[-1]
-    base = med(f"Pipelined/echo_epoll/{conns}", "items_per_second")
-    m = med(n, "items_per_second")
-    ratio = "-" if base is None or m is None or n.startswith("Pipelined/echo") else f"{m / base:.2f}"
-    print(f"| {n} | {f(m * 1e-6, 2)} | {spread(n, 'items_per_second', 1e-6, 2)} | {ratio} | "
-          f"{placement(n)} | {foreign(n)} |")
-
-print()
-print("**Targets**")
-print()
-p50 = med("PingPong/sluice", "rtt_p50_ns")
-if p50 is not None and floor is not None:
-    r = p50 / floor
-    print(f"- PingPong/sluice p50 <= 1.2x PingPong/echo_blocking p50: {p50/1e3:.1f} vs "
-          f"{floor/1e3:.1f} us = {r:.2f}x {'MET' if r <= 1.2 else 'MISSED'}")
-for conns in ("1", "8"):
-    m = med(f"Pipelined/sluice/{conns}", "items_per_second")
-    if m is not None:
-        print(f"- Pipelined/sluice/{conns} >= 1M events/s: {m/1e6:.2f} M/s "
-              f"{'MET' if m >= 1e6 else 'MISSED'}")
-
-failed = [n for n, e in runs.items() if e["errors"]]
-if failed:
-    print()
-    print("**Failed benchmarks:** " + "; ".join(
-        f"{n}: {runs[n]['errors'][0].get('error_message', '?')}" for n in failed))
-PY
+python3 perf/summarize_network_bench.py "$json" "$commit" | tee "$base.md"
 echo
 echo "results: $json (summary: $base.md)"

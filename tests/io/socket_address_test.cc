@@ -24,14 +24,20 @@ TEST(SocketAddress, ParsesIpv4Ipv6LocalhostAndAny) {
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->to_string(), "127.0.0.1:1");
 
-  auto d = parse_socket_address(":9");
+  auto d = parse_socket_address("0.0.0.0:9");  // every address, said explicitly
   ASSERT_TRUE(d.ok());
   EXPECT_EQ(d->to_string(), "0.0.0.0:9");
+  auto e = parse_socket_address("localhost:65535");
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->port(), 65535);
 }
 
 TEST(SocketAddress, RejectsWhatIsNotHostPortQuotingIt) {
-  for (const char* text : {"7700", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
-                           "example.com:80", "[::1:80", "1.2.3:4", "127.0.0.1:7x"}) {
+  // An empty host is refused rather than read as "every address": a typo must not expose the
+  // daemon beyond loopback.
+  for (const char* text : {"7700", "127.0.0.1", "127.0.0.1:", ":7700", "127.0.0.1:65536",
+                           "127.0.0.1:-1", "127.0.0.1:77x", "example.com:80", "[::1:80",
+                           "[::1]7700", "[]:1", "1.2.3:4"}) {
     auto a = parse_socket_address(text);
     EXPECT_FALSE(a.ok()) << text;
     EXPECT_THAT(std::string(a.status().message()), ::testing::HasSubstr(text)) << text;
