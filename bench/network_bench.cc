@@ -87,6 +87,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/run_conditions.h"
 #include "core/clock.h"
 #include "core/cpu.h"
 #include "core/histogram.h"
@@ -113,95 +114,10 @@ constexpr size_t kAnswer = 28;   // DECISION
 // ------------------------------------------------------------------------------------------
 // Conditions: placement probe and foreign CPU share.
 
-struct alignas(128) PaddedAtomic {
-  std::atomic<int64_t> v{-1};
-};
-
-// Median cache-line round trip between this thread and a thread on kServerCpu (~1 ms).
-int64_t cacheline_rtt_ns() {
-  PaddedAtomic ping, pong;
-  std::thread echo([&] {
-    (void)sluice::pin_current_thread(kServerCpu);
-    int64_t last = -1;
-    for (;;) {
-      const int64_t v = ping.v.load(std::memory_order_acquire);
-      if (v == last) {
-        sluice::cpu_relax();
-        continue;
-      }
-      if (v == -2) return;
-      pong.v.store(v, std::memory_order_release);
-      last = v;
-    }
-  });
-  const sluice::Clock& clock = sluice::default_clock();
-  std::vector<int64_t> samples;
-  const int64_t deadline = sluice::now_ns() + 1'000'000'000;
-  for (int64_t i = 0; i < 2500 && sluice::now_ns() < deadline; ++i) {
-    const int64_t t0 = clock.now_ticks();
-    ping.v.store(i, std::memory_order_release);
-    while (pong.v.load(std::memory_order_acquire) != i) {
-      sluice::cpu_relax();
-      if (sluice::now_ns() > deadline) break;
-    }
-    if (i >= 500) samples.push_back(clock.ticks_to_ns(clock.now_ticks()) - clock.ticks_to_ns(t0));
-  }
-  ping.v.store(-2, std::memory_order_release);
-  echo.join();
-  if (samples.empty()) return -1;
-  std::nth_element(samples.begin(), samples.begin() + samples.size() / 2, samples.end());
-  return samples[samples.size() / 2];
-}
-
-double machine_busy_seconds() {
-  std::FILE* f = std::fopen("/proc/stat", "r");
-  if (f == nullptr) return -1;
-  unsigned long long v[8] = {};
-  const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                            &v[3], &v[4], &v[5], &v[6], &v[7]);
-  std::fclose(f);
-  if (n != 8) return -1;
-  unsigned long long total = 0;
-  for (unsigned long long x : v) total += x;
-  return static_cast<double>(total - v[3] - v[4]) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-double process_cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-class Conditions {
+// The client (this thread) on kClientCpu, probed against kServerCpu (bench/run_conditions.h).
+class Conditions final : public sluice::bench::RunConditions {
  public:
-  bool start(benchmark::State& state) {
-    if (!sluice::pin_current_thread(kClientCpu).ok()) {
-      state.SkipWithError("cannot pin the client to CPU 0");
-      return false;
-    }
-    rtt_before_ = cacheline_rtt_ns();
-    wall_ = sluice::now_ns();
-    busy_ = machine_busy_seconds();
-    own_ = process_cpu_seconds();
-    return true;
-  }
-  void finish(benchmark::State& state) {
-    const double busy = machine_busy_seconds() - busy_;
-    const double own = process_cpu_seconds() - own_;
-    const double capacity = static_cast<double>(sluice::now_ns() - wall_) * 1e-9 *
-                            static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
-    state.counters["foreign_cpu_pct"] =
-        busy_ < 0 || capacity <= 0 ? -1.0 : std::max(0.0, 100.0 * (busy - own) / capacity);
-    state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before_);
-    state.counters["cl_rtt_after_ns"] = static_cast<double>(cacheline_rtt_ns());
-  }
-
- private:
-  int64_t rtt_before_ = -1;
-  int64_t wall_ = 0;
-  double busy_ = -1;
-  double own_ = 0;
+  Conditions() : RunConditions(kClientCpu, kServerCpu) {}
 };
 
 // ------------------------------------------------------------------------------------------

@@ -73,6 +73,7 @@
 #include <utility>
 #include <vector>
 
+#include "bench/run_conditions.h"
 #include "core/cache_line.h"
 #include "core/clock.h"
 #include "core/cpu.h"
@@ -253,100 +254,12 @@ void echo_lines(const Line& ping, Line& pong) {
   }
 }
 
-// The median cache-line round trip between this thread and a fresh thread on CPU 1 (~1 ms), or
-// -1 if it could not be measured.
-int64_t cacheline_rtt_ns() {
-  constexpr int kWarmup = 500;
-  constexpr int kSamples = 2000;
-  const sluice::Clock& clock = sluice::default_clock();
-  Line ping;
-  Line pong;
-  std::thread echo([&] {
-    (void)sluice::pin_current_thread(kCpu1);
-    echo_lines(ping, pong);
-  });
-  std::vector<int64_t> rtt;
-  rtt.reserve(kSamples);
-  const int64_t deadline = sluice::now_ns() + 1'000'000'000;
-  for (int64_t i = 0; i < kWarmup + kSamples; ++i) {
-    const int64_t t0 = clock.now_ticks();
-    ping.v.store(i, std::memory_order_release);
-    if (!spin_until([&] { return pong.v.load(std::memory_order_acquire) == i; }, deadline)) break;
-    const int64_t t1 = clock.now_ticks();
-    if (i >= kWarmup) rtt.push_back(clock.ticks_to_ns(t1) - clock.ticks_to_ns(t0));
-  }
-  ping.v.store(kStopEcho, std::memory_order_release);
-  echo.join();
-  if (rtt.size() < kSamples) return -1;
-  std::nth_element(rtt.begin(), rtt.begin() + kSamples / 2, rtt.end());
-  return rtt[kSamples / 2];
-}
-
-// CPU seconds the whole machine has spent busy (all CPUs, including time the hypervisor stole),
-// from /proc/stat; -1 if it cannot be read.
-double machine_busy_seconds() {
-  std::FILE* f = std::fopen("/proc/stat", "r");
-  if (f == nullptr) return -1;
-  unsigned long long v[8] = {};
-  const int n = std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                            &v[3], &v[4], &v[5], &v[6], &v[7]);
-  std::fclose(f);
-  if (n != 8) return -1;
-  const unsigned long long idle = v[3] + v[4];  // idle + iowait
-  unsigned long long total = 0;
-  for (const unsigned long long x : v) total += x;
-  return static_cast<double>(total - idle) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-// CPU seconds this process has used (all its threads).
-double process_cpu_seconds() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-// Pins the benchmark thread to CPU 0 and records the conditions each benchmark run ran under,
-// as counters:
-//   cl_rtt_before_ns, cl_rtt_after_ns  the cache-line round trip between CPU 0 and CPU 1 just
-//       before and just after the run: the host moves the two vCPUs between "near" and "far"
-//       placements from one moment to the next;
-//   foreign_cpu_pct  the share of the machine's CPU time over the run that went to anything but
-//       this process (other processes, the hypervisor's steal): a busy-spinning benchmark that
-//       shares its CPUs measures the scheduler, not the queue.
-// perf/summarize_bench.py uses them to split the repetitions by placement and to set aside the
-// disturbed ones.
-class Conditions {
+// Pins the benchmark thread (the producer) to CPU 0 and records the run's conditions against
+// CPU 1 (bench/run_conditions.h). perf/summarize_bench.py uses them to split the repetitions by
+// placement and to set aside the disturbed ones.
+class Conditions final : public sluice::bench::RunConditions {
  public:
-  // False (and the benchmark skipped) if this thread cannot be pinned.
-  bool start(benchmark::State& state) {
-    const absl::Status status = sluice::pin_current_thread(kCpu0);
-    if (!status.ok()) {
-      state.SkipWithError(("pinning the producer to CPU 0 failed: " + status.ToString()).c_str());
-      return false;
-    }
-    rtt_before_ = cacheline_rtt_ns();
-    wall_ = sluice::now_ns();
-    busy_ = machine_busy_seconds();
-    own_ = process_cpu_seconds();
-    return true;
-  }
-  // Call once the benchmark's own threads have stopped.
-  void finish(benchmark::State& state) {
-    const double busy = machine_busy_seconds() - busy_;
-    const double own = process_cpu_seconds() - own_;
-    const double capacity = static_cast<double>(sluice::now_ns() - wall_) * 1e-9 *
-                            static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN));
-    state.counters["foreign_cpu_pct"] =
-        busy_ < 0 || capacity <= 0 ? -1.0 : std::max(0.0, 100.0 * (busy - own) / capacity);
-    state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before_);
-    state.counters["cl_rtt_after_ns"] = static_cast<double>(cacheline_rtt_ns());
-  }
-
- private:
-  int64_t rtt_before_ = -1;
-  int64_t wall_ = 0;
-  double busy_ = -1;
-  double own_ = 0;
+  Conditions() : RunConditions(kCpu0, kCpu1) {}
 };
 
 // The benchmark's worker threads. stop() runs the stop action (which must make every worker's

@@ -242,15 +242,7 @@ class Engine::Impl {
     explicit RecoverySink(Impl& e) : e_(e) {}
     void on_decision(const DecisionRecord& d) override { e_.tail_digest_.add(d); }
     void on_alert(const AlertRecord& a) override {
-      OutputEvent o;
-      o.kind = OutputEvent::Kind::kAlert;
-      o.seq = a.seq;
-      o.event_time_ns = a.event_time_ns;
-      o.account_id = a.account_id;
-      o.rule = static_cast<uint16_t>(a.rule);
-      o.value = a.value;
-      o.threshold = a.threshold;
-      e_.alerts_log_->add(o);
+      e_.alerts_log_->add(to_output_event(a, 0));
     }
 
    private:

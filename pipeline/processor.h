@@ -16,6 +16,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "core/output_event.h"
 #include "core/wire_format.h"
 
 namespace sluice {
@@ -71,6 +72,36 @@ struct AlertRecord {
   int64_t threshold = 0;
   bool operator==(const AlertRecord&) const = default;
 };
+
+// The output-ring slots (core/output_event.h) of a decision and of an alert; receive_ticks is
+// the event's (InputEvent::receive_ticks), 0 when unknown.
+inline OutputEvent to_output_event(const DecisionRecord& d, int64_t receive_ticks) noexcept {
+  OutputEvent o;
+  o.kind = OutputEvent::Kind::kDecision;
+  o.type = d.type;
+  o.verdict = static_cast<uint8_t>(d.verdict);
+  o.reason = d.reason;
+  o.connection_id = d.connection_id;
+  o.flags = d.flags;
+  o.seq = d.seq;
+  o.account_id = d.account_id;
+  o.client_id = d.client_id;
+  o.client_seq = d.client_seq;
+  o.receive_ticks = receive_ticks;
+  return o;
+}
+inline OutputEvent to_output_event(const AlertRecord& a, int64_t receive_ticks) noexcept {
+  OutputEvent o;
+  o.kind = OutputEvent::Kind::kAlert;
+  o.rule = static_cast<uint16_t>(a.rule);
+  o.seq = a.seq;
+  o.account_id = a.account_id;
+  o.receive_ticks = receive_ticks;
+  o.event_time_ns = a.event_time_ns;
+  o.value = a.value;
+  o.threshold = a.threshold;
+  return o;
+}
 
 // Where a shard's answers go (the output ring in the daemon, vectors in replay and tests).
 class DecisionSink {

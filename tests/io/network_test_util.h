@@ -122,31 +122,9 @@ class StandInShards {
     const InputEvent* current = nullptr;
     std::vector<OutputEvent> pending;
     void on_decision(const DecisionRecord& d) override {
-      OutputEvent o;
-      o.kind = OutputEvent::Kind::kDecision;
-      o.type = d.type;
-      o.verdict = static_cast<uint8_t>(d.verdict);
-      o.reason = d.reason;
-      o.connection_id = d.connection_id;
-      o.flags = d.flags;
-      o.seq = d.seq;
-      o.account_id = d.account_id;
-      o.client_id = d.client_id;
-      o.client_seq = d.client_seq;
-      o.receive_ticks = current->receive_ticks;
-      pending.push_back(o);
+      pending.push_back(to_output_event(d, current->receive_ticks));
     }
-    void on_alert(const AlertRecord& a) override {
-      OutputEvent o;
-      o.kind = OutputEvent::Kind::kAlert;
-      o.rule = static_cast<uint16_t>(a.rule);
-      o.seq = a.seq;
-      o.account_id = a.account_id;
-      o.event_time_ns = a.event_time_ns;
-      o.value = a.value;
-      o.threshold = a.threshold;
-      pending.push_back(o);
-    }
+    void on_alert(const AlertRecord& a) override { pending.push_back(to_output_event(a, 0)); }
   };
 
   // Publishes every shard's pending answers; false if some output ring had no room (what fit

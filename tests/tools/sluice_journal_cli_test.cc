@@ -1,7 +1,6 @@
 // Runs the built `sluice` binary (SLUICE_TOOL_PATH) on hand-made journals and checks what
 // `sluice journal info|dump|verify` print and how they exit.
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 

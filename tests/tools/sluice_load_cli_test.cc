@@ -26,6 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/tools/tool_run.h"
 #include "tests/tools/fake_sluice_server.h"
 
 extern char** environ;
@@ -170,18 +171,8 @@ class JsonParser {
 
 // ---- Running the tool --------------------------------------------------------------------------
 
-struct ToolRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using sluice::testing::read_file;
+using sluice::testing::ToolRun;
 
 class SluiceLoadCli : public ::testing::Test {
  protected:
@@ -196,32 +187,7 @@ class SluiceLoadCli : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(root_); }
 
   ToolRun run(const std::vector<std::string>& args) {
-    const std::string out_path = root_ + "/stdout";
-    const std::string err_path = root_ + "/stderr";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    std::vector<std::string> argv_strings = {SLUICE_TOOL_PATH};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ToolRun r;
-    pid_t pid = 0;
-    if (posix_spawn(&pid, SLUICE_TOOL_PATH, &actions, nullptr, argv.data(), environ) == 0) {
-      int status = 0;
-      if (::waitpid(pid, &status, 0) == pid) {
-        r.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-      }
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    r.out = read_file(out_path);
-    r.err = read_file(err_path);
-    return r;
+    return sluice::testing::run_tool(SLUICE_TOOL_PATH, args, root_);
   }
 
   std::string root_;
@@ -486,21 +452,10 @@ TEST_F(SluiceLoadCli, InterruptStopsTheScheduleDrainsAndReports) {
   ASSERT_TRUE(server.ok());
   const std::string out_path = root_ + "/stdout";
   const std::string err_path = root_ + "/stderr";
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  std::vector<std::string> args = {SLUICE_TOOL_PATH, "load",   "--target",
-                                   server.target(),  "--rate", "1000",
-                                   "--duration",     "60",     "--json"};
-  std::vector<char*> argv;
-  for (std::string& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, SLUICE_TOOL_PATH, &actions, nullptr, argv.data(), environ), 0);
-  posix_spawn_file_actions_destroy(&actions);
+  const pid_t pid = sluice::testing::spawn_tool(
+      SLUICE_TOOL_PATH, {"load", "--target", server.target(), "--rate", "1000", "--duration", "60", "--json"},
+      out_path, err_path);
+  ASSERT_GT(pid, 0);
   // Interrupt once the run is under way (the fake has seen events), not during start-up.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (std::chrono::steady_clock::now() < give_up) {

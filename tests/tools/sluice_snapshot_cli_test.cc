@@ -1,7 +1,6 @@
 // Runs the built `sluice` binary (SLUICE_TOOL_PATH) on a data directory with snapshots and
 // checks what `sluice snapshot info|verify` and `sluice replay` print and how they exit.
 #include <fcntl.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,13 +14,13 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/tools/tool_run.h"
 #include "io/snapshot_format.h"
 #include "io/snapshot_writer.h"
 #include "pipeline/keyed_processors.h"
 #include "pipeline/shard_stage.h"
 #include "tests/pipeline/test_journal.h"
 
-extern char** environ;
 
 namespace sluice {
 namespace {
@@ -30,18 +29,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct ToolRun {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ToolRun;
 
 class SluiceSnapshotCli : public ::testing::Test {
  protected:
@@ -75,30 +63,7 @@ class SluiceSnapshotCli : public ::testing::Test {
   }
 
   ToolRun run(const std::vector<std::string>& args) {
-    const std::string out_path = root_ + "/stdout", err_path = root_ + "/stderr";
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                     0644);
-    std::vector<std::string> argv_strings = {SLUICE_TOOL_PATH};
-    argv_strings.insert(argv_strings.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ToolRun r;
-    pid_t pid = 0;
-    if (posix_spawn(&pid, SLUICE_TOOL_PATH, &actions, nullptr, argv.data(), environ) == 0) {
-      int status = 0;
-      if (::waitpid(pid, &status, 0) == pid) {
-        r.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-      }
-    }
-    posix_spawn_file_actions_destroy(&actions);
-    r.out = slurp(out_path);
-    r.err = slurp(err_path);
-    return r;
+    return testing::run_tool(SLUICE_TOOL_PATH, args, root_);
   }
 
   void flip(const std::string& path, off_t offset) {

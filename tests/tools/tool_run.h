@@ -30,12 +30,13 @@ inline std::string read_file(const std::string& path) {
   return s.str();
 }
 
-// Starts `program args...` with stdout and stderr going to the given files (appended to);
-// returns the pid, or -1.
+// Starts `program args...` with stdin from /dev/null and stdout and stderr going to the given
+// files (appended to); returns the pid, or -1.
 inline pid_t spawn_tool(const std::string& program, const std::vector<std::string>& args,
                         const std::string& out_path, const std::string& err_path) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(),
