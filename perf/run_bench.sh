@@ -20,6 +20,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source perf/lib.sh
 
 build_dir=${1:-${BUILD_DIR:-build/release}}
 bin=$build_dir/bench/ring_buffer_bench
@@ -33,28 +34,12 @@ if [[ ! -x $bin ]]; then
 fi
 
 # Read-only git queries: the short commit, marked -dirty when the tree differs from it.
-if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-  git diff-index --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-else
-  commit=uncommitted
-fi
+commit=$(commit_tag)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out_dir"
 base=$out_dir/ring_buffer_bench-$stamp-$commit
 json=$base.json
 
-# Percentage of CPU time the whole machine spent busy over one second: other work on these two
-# vCPUs (a build, another benchmark) makes every number here meaningless.
-busy_pct() {
-  local a b
-  read -ra a < <(grep '^cpu ' /proc/stat)
-  sleep 1
-  read -ra b < <(grep '^cpu ' /proc/stat)
-  local total=0 idle i
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $(((total - idle) * 100 / (total > 0 ? total : 1)))
-}
 
 probe() {
   "$bin" --benchmark_filter='^PingPong/raw_cacheline/' --benchmark_min_time=0.5 \
@@ -69,15 +54,7 @@ for b in json.load(open(sys.argv[1]))["benchmarks"]:
 EOF
 }
 
-if [[ ${WAIT_FOR_IDLE:-0} -gt 0 ]]; then
-  # Shared machine: wait (up to WAIT_FOR_IDLE seconds) for 10 consecutive idle seconds.
-  deadline=$((SECONDS + WAIT_FOR_IDLE))
-  quiet=0
-  while ((quiet < 10 && SECONDS < deadline)); do
-    if (($(busy_pct) <= 5)); then quiet=$((quiet + 1)); else quiet=0; fi
-  done
-  ((quiet >= 10)) || echo "WARNING: the machine did not go idle within ${WAIT_FOR_IDLE} s" >&2
-fi
+wait_for_idle "${WAIT_FOR_IDLE:-0}" 5
 
 busy=$(busy_pct)
 echo "machine busy before the run: ${busy}% of CPU time"

@@ -19,11 +19,13 @@
 #
 # Environment: MODES ("none batch sync"), RATES ("10000 100000 500000"), MAX_MODES ("none"),
 # MAX_RATES ("700000 1000000 1300000"), DURATION (10), WARMUP (2), CONNECTIONS (4),
-# FLOOR_RATE (10000), FSYNC_RATE (500), DAEMON_ARGS (""), LOAD_ARGS (""), OUT_DIR
+# FLOOR_RATE (10000), FSYNC_RATE (500), DAEMON_ARGS (""), LOAD_ARGS (""), WAIT_FOR_IDLE (seconds
+# to wait for 10 idle seconds first; 0), OUT_DIR
 # (perf/results), SCRATCH (build/e2e-scratch: data directories, on the source tree's disk).
 # Build first: cmake --build --preset release --target sluiced sluice
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source perf/lib.sh
 
 build_dir=${1:-${BUILD_DIR:-build/release}}
 sluiced=$build_dir/tools/sluiced
@@ -42,11 +44,7 @@ for bin in "$sluiced" "$sluice"; do
   [[ -x $bin ]] || { echo "run_e2e.sh: $bin not built (cmake --build --preset release --target sluiced sluice)" >&2; exit 1; }
 done
 
-if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-  git diff-index --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-else
-  commit=uncommitted
-fi
+commit=$(commit_tag)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 out=${OUT_DIR:-perf/results}/e2e-$stamp-$commit
 mkdir -p "$out" "$scratch"
@@ -113,6 +111,7 @@ sys.exit(0 if ok else 1)
 EOF
 }
 
+wait_for_idle "${WAIT_FOR_IDLE:-0}" 5
 echo "== sluiced end to end: commit $commit, $(nproc) CPUs, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "modes: $modes; rates: $rates; duration ${duration}s after ${warmup}s warm-up; $connections connections; daemon: ${DAEMON_ARGS:-defaults}"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt"

@@ -23,6 +23,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source perf/lib.sh
 
 build_dir=${1:-${BUILD_DIR:-build/release}}
 bin=$build_dir/bench/journal_bench
@@ -37,11 +38,7 @@ if [[ ! -x $bin ]]; then
 fi
 
 # Read-only git queries: the short commit, marked -dirty when the tree differs from it.
-if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-  git diff-index --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-else
-  commit=uncommitted
-fi
+commit=$(commit_tag)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out_dir" "$scratch"
 scratch=$(cd "$scratch" && pwd)
@@ -49,29 +46,12 @@ base=$out_dir/journal_bench-$stamp-$commit
 json=$base.json
 trap 'rm -rf "$scratch"' EXIT
 
-busy_pct() {
-  local a b
-  read -ra a < <(grep '^cpu ' /proc/stat)
-  sleep 1
-  read -ra b < <(grep '^cpu ' /proc/stat)
-  local total=0 idle i
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $(((total - idle) * 100 / (total > 0 ? total : 1)))
-}
 
 while pgrep -f ring_buffer_bench >/dev/null; do
   echo "ring_buffer_bench is running; waiting 30 s" >&2
   sleep 30
 done
-if [[ ${WAIT_FOR_IDLE:-0} -gt 0 ]]; then
-  deadline=$((SECONDS + WAIT_FOR_IDLE))
-  quiet=0
-  while ((quiet < 10 && SECONDS < deadline)); do
-    if (($(busy_pct) <= 5)); then quiet=$((quiet + 1)); else quiet=0; fi
-  done
-  ((quiet >= 10)) || echo "WARNING: the machine did not go idle within ${WAIT_FOR_IDLE} s" >&2
-fi
+wait_for_idle "${WAIT_FOR_IDLE:-0}" 5
 
 # Placement-independent facts.
 {

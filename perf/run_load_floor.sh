@@ -23,6 +23,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source perf/lib.sh
 
 build_dir=${1:-${BUILD_DIR:-build/release}}
 sluice=$build_dir/tools/sluice
@@ -43,11 +44,7 @@ for bin in "$sluice" "$fake"; do
   fi
 done
 
-if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-  git diff-index --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-else
-  commit=uncommitted
-fi
+commit=$(commit_tag)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out_dir"
 base=$out_dir/load_floor-$stamp-$commit
@@ -69,27 +66,8 @@ record() {  # tool rate rep json
   printf '{"tool":"%s","rate":%s,"rep":%s,"result":%s}\n' "$1" "$2" "$3" "$4" >>"$jsonl"
 }
 
-# Percent of CPU time the machine spent busy over the next second (all CPUs, from /proc/stat).
-busy_pct() {
-  local a b total=0 idle i
-  read -ra a < <(grep '^cpu ' /proc/stat)
-  sleep 1
-  read -ra b < <(grep '^cpu ' /proc/stat)
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $(((total - idle) * 100 / (total > 0 ? total : 1)))
-}
 
-# WAIT_FOR_IDLE=<seconds>: on a shared machine, first wait (at most that long) for 10
-# consecutive seconds under 10% busy, so other people's builds stay out of the figures.
-if [[ ${WAIT_FOR_IDLE:-0} -gt 0 ]]; then
-  deadline=$((SECONDS + WAIT_FOR_IDLE))
-  quiet=0
-  while ((quiet < 10 && SECONDS < deadline)); do
-    if (($(busy_pct) < 10)); then quiet=$((quiet + 1)); else quiet=0; fi
-  done
-  ((quiet >= 10)) || echo "run_load_floor.sh: the machine did not go idle; measuring anyway" >&2
-fi
+wait_for_idle "${WAIT_FOR_IDLE:-0}" 9  # under 10 %
 
 echo "== load vs floor: commit $commit, $(nproc) CPUs, $(uname -r)"
 grep -m1 'model name' /proc/cpuinfo || true

@@ -21,6 +21,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source perf/lib.sh
 
 build_dir=${1:-${BUILD_DIR:-build/release}}
 bin=$build_dir/bench/network_bench
@@ -34,11 +35,7 @@ if [[ ! -x $bin ]]; then
 fi
 
 # Read-only git queries: the short commit, marked -dirty when the tree differs from it.
-if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-  git diff-index --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-else
-  commit=uncommitted
-fi
+commit=$(commit_tag)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out_dir"
 base=$out_dir/network_bench-$stamp-$commit
@@ -47,25 +44,8 @@ export NETWORK_BENCH_DIR=${NETWORK_BENCH_DIR:-$build_dir/network-bench-journal-t
 mkdir -p "$NETWORK_BENCH_DIR"
 trap 'rm -rf "$NETWORK_BENCH_DIR"' EXIT
 
-busy_pct() {
-  local a b
-  read -ra a < <(grep '^cpu ' /proc/stat)
-  sleep 1
-  read -ra b < <(grep '^cpu ' /proc/stat)
-  local total=0 idle i
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $(((total - idle) * 100 / (total > 0 ? total : 1)))
-}
 
-if [[ ${WAIT_FOR_IDLE:-0} -gt 0 ]]; then
-  deadline=$((SECONDS + WAIT_FOR_IDLE))
-  quiet=0
-  while ((quiet < 10 && SECONDS < deadline)); do
-    if (($(busy_pct) <= 5)); then quiet=$((quiet + 1)); else quiet=0; fi
-  done
-  ((quiet >= 10)) || echo "WARNING: the machine did not go idle within ${WAIT_FOR_IDLE} s" >&2
-fi
+wait_for_idle "${WAIT_FOR_IDLE:-0}" 5
 echo "machine busy before the run: $(busy_pct)% of CPU time"
 
 cmd=("$bin"

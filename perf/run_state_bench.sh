@@ -14,6 +14,7 @@
 # Build first: cmake --build BUILD_DIR --target state_store_bench processor_bench snapshot_bench
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source perf/lib.sh
 
 build_dir=${1:-${BUILD_DIR:-build/release}}
 reps=${REPETITIONS:-3}
@@ -21,25 +22,12 @@ out_dir=${OUT_DIR:-perf/results}
 scratch=${SCRATCH:-$build_dir/bench-state-tmp}
 benches=${BENCHES:-state_store_bench processor_bench snapshot_bench}
 
-if commit=$(git rev-parse --short HEAD 2>/dev/null); then
-  git diff-index --quiet HEAD -- 2>/dev/null || commit="$commit-dirty"
-else
-  commit=uncommitted
-fi
+commit=$(commit_tag)
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
 mkdir -p "$out_dir" "$scratch"
 scratch=$(cd "$scratch" && pwd)
 trap 'rm -rf "$scratch"' EXIT
 
-busy_pct() {
-  local a b total=0 idle i
-  read -ra a < <(grep '^cpu ' /proc/stat)
-  sleep 5
-  read -ra b < <(grep '^cpu ' /proc/stat)
-  for i in 1 2 3 4 5 6 7 8; do total=$((total + b[i] - a[i])); done
-  idle=$((b[4] - a[4] + b[5] - a[5]))
-  echo $(((total - idle) * 100 / (total > 0 ? total : 1)))
-}
 
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) vCPUs; kernel $(uname -r)"
 echo "compiler: $(c++ --version | head -1); commit $commit"
@@ -47,9 +35,9 @@ for bench in $benches; do
   bin=$build_dir/bench/$bench
   [[ -x $bin ]] || { echo "$bin not built" >&2; exit 1; }
   base=$out_dir/$bench-$stamp-$commit
-  echo "== $bench: machine busy before: $(busy_pct)% (others)"
+  echo "== $bench: machine busy before: $(busy_pct 5)% (others)"
   (cd "$scratch" && REPLAY_BENCH_DIR=$scratch/replay SNAPSHOT_BENCH_DIR=$scratch/snapshot \
     "$OLDPWD/$bin" --benchmark_repetitions="$reps" --benchmark_report_aggregates_only=false \
     --benchmark_out="$OLDPWD/$base.json" --benchmark_out_format=json) | tee "$base.txt"
-  echo "== $bench: machine busy after: $(busy_pct)%"
+  echo "== $bench: machine busy after: $(busy_pct 5)%"
 done
