@@ -689,13 +689,15 @@ absl::Status Engine::Impl::tick() {
 
 bool Engine::Impl::pipeline_idle() const {
   const int64_t cursor = input_ring_->cursor().get();
-  if (!journal_guard_->failed() && journal_stage_->sequence().get() != cursor) return false;
-  for (const auto& s : shard_stages_) {
-    // With a failed journal in sync mode, events that never became durable are never answered.
-    if (s->sequence().get() != cursor &&
-        !(journal_guard_->failed() && config_.durability == journal::Durability::kSync)) {
-      return false;
-    }
+  const bool failed = journal_guard_->failed();
+  if (!failed && journal_stage_->sequence().get() != cursor) return false;
+  // The shards answer every published event; with sync durability and a failed journal, every
+  // event it made durable (they never see the rest).
+  const int64_t target = failed && config_.durability == journal::Durability::kSync
+                             ? journal_stage_->durable().get()
+                             : cursor;
+  for (const auto& stage : shard_stages_) {
+    if (stage->sequence().get() < target) return false;
   }
   return true;
 }
