@@ -19,7 +19,8 @@
 #
 # Environment: MODES ("none batch sync"), RATES ("10000 100000 500000"), MAX_MODES ("none"),
 # MAX_RATES ("700000 1000000 1300000"), DURATION (10), WARMUP (2), CONNECTIONS (4),
-# FLOOR_RATE (10000), FSYNC_RATE (500), DAEMON_ARGS (""), LOAD_ARGS (""), WAIT_FOR_IDLE (seconds
+# FLOOR_RATE (10000), FSYNC_RATE (500), DAEMON_ARGS (""), LOAD_ARGS (""), LOAD_CPUS (pin the
+# load generator, e.g. 0 with DAEMON_ARGS="--shard-threads 0 --cpus 1"), WAIT_FOR_IDLE (seconds
 # to wait for 10 idle seconds first; 0), OUT_DIR
 # (perf/results), SCRATCH (build/e2e-scratch: data directories, on the source tree's disk).
 # Build first: cmake --build --preset release --target sluiced sluice
@@ -90,7 +91,9 @@ run_one() {  # mode rate
   target=$(awk '$1 == "binary" { print $2 }' "$data/listening")
   local j
   # shellcheck disable=SC2086
-  j=$("$sluice" load --target "$target" --rate "$2" --duration "$duration" --warmup "$warmup" \
+  local pin=()
+  [[ -n ${LOAD_CPUS:-} ]] && pin=(taskset -c "$LOAD_CPUS")
+  j=$("${pin[@]}" "$sluice" load --target "$target" --rate "$2" --duration "$duration" --warmup "$warmup" \
     --connections "$connections" --mix both --json --hgrm "$out/sluiced-$1-$2.hgrm" ${LOAD_ARGS:-}) || true
   "$sluice" stat "$data" --once --json >"$out/stat-$1-$2.json" 2>/dev/null || true
   stop_daemon || { echo "run_e2e.sh: sluiced ($1, $2/s) did not stop cleanly" >&2; return 1; }
@@ -113,8 +116,8 @@ EOF
 
 wait_for_idle "${WAIT_FOR_IDLE:-0}" 5
 echo "== sluiced end to end: commit $commit, $(nproc) CPUs, $(uname -r), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
-echo "modes: $modes; rates: $rates; duration ${duration}s after ${warmup}s warm-up; $connections connections; daemon: ${DAEMON_ARGS:-defaults}"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/machine.txt"
+echo "modes: $modes; rates: $rates; duration ${duration}s after ${warmup}s warm-up; $connections connections; daemon: ${DAEMON_ARGS:-defaults}; load on CPUs ${LOAD_CPUS:-any}" | tee -a "$out/machine.txt"
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
 floors before
 for mode in $modes; do
   for rate in $rates; do
