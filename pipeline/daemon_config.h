@@ -48,6 +48,10 @@ struct DaemonConfig {
   // them round-robin; 0 runs them on the io thread itself (one thread for everything, for a
   // machine whose other core serves the clients).
   uint32_t shard_threads = 1;
+  // Accounts the state is sized for at start, over all shards (0: grow as they come). A table
+  // that grows rehashes on the shard's thread, a stall of tens of ms at a million accounts;
+  // sizing up front costs the memory (and snapshot bytes) at once.
+  int64_t expected_accounts = 0;
 
   // [snapshots]
   int64_t snapshot_every_events = 1'000'000;  // 0: off

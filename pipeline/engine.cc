@@ -425,6 +425,11 @@ absl::Status Engine::Impl::recover_state() {
   first_sequence_ = recovered->first_sequence > 0 ? recovered->first_sequence : writer_->next_sequence();
   recovered_last_ = recovered->last_sequence;
   shards_ = std::move(recovered->shards);
+  if (config_.expected_accounts > 0) {
+    // Each shard owns about 1/N of the accounts; a tenth more for the hash's unevenness.
+    const auto per_shard = static_cast<size_t>(config_.expected_accounts / config_.shards * 11 / 10 + 1);
+    for (auto& shard : shards_) shard->reserve(per_shard);
+  }
   if (absl::Status s = alerts_log_->flush(); !s.ok()) return s;
   return absl::OkStatus();
 }

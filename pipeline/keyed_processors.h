@@ -58,6 +58,11 @@ class FraudProcessor {
   void on_timer(TimerContext& ctx, uint64_t key, int64_t time);
 
   const History& history() const { return history_; }
+  // Sizes the state for this many accounts up front (no growth while they arrive).
+  void reserve(size_t accounts) {
+    history_.reserve_keys(accounts);
+    timers_.reserve(accounts * 2);  // a timer an entry; ~2 entries an account in the window
+  }
   TimerQueue& timers() { return timers_; }
   const TimerQueue& timers() const { return timers_; }
   absl::Status restore(RegionReader& in);
@@ -84,6 +89,12 @@ class RiskProcessor {
   size_t position_keys() const { return positions_.size(); }
   const MapState<int64_t>& positions() const { return positions_; }
   const Accepted& accepted() const { return accepted_; }
+  // Sizes the state for this many accounts (one instrument each) up front.
+  void reserve(size_t accounts) {
+    positions_.reserve_keys(accounts);
+    accepted_.reserve_keys(accounts);
+    timers_.reserve(accounts);
+  }
   TimerQueue& timers() { return timers_; }
   const TimerQueue& timers() const { return timers_; }
   absl::Status restore(RegionReader& in);
@@ -187,6 +198,12 @@ class Shard {
   const RiskProcessor& risk() const { return risk_; }
   ClientTable client_table() const { return ClientTable(clients_); }
   ShardStateCounts state_counts() const;
+  // Sizes the processors' state for this many accounts of this shard up front, so a growing
+  // set of accounts does not stall the shard with rehashes (engine.expected_accounts).
+  void reserve(size_t accounts) {
+    fraud_.reserve(accounts);
+    risk_.reserve(accounts);
+  }
 
   StateStore& store() { return store_; }
   StateCapture& capture() { return store_.capture(); }

@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <bit>
 #include <cstdio>
 #include <cstdlib>
 #include <new>
@@ -331,20 +332,30 @@ TimerQueue::TimerQueue(StateCapture& capture, std::string_view name)
   ring_.set_size(16);
 }
 
+// Unwraps the FIFO into a ring of `capacity` slots (a power of two, at least its count).
+void TimerQueue::grow_ring(size_t capacity) {
+  const Meta& m = meta_[0];
+  const size_t cap = ring_.size();
+  auto* block = reinterpret_cast<Timer*>(allocate_zeroed(capacity * sizeof(Timer)));
+  for (size_t i = 0; i < m.fifo_count; ++i) block[i] = ring_[(m.fifo_head + i) & (cap - 1)];
+  ring_.adopt_block(block, capacity, capacity);
+  meta_.mut(0).fifo_head = 0;
+}
+
+void TimerQueue::reserve(size_t timers) {
+  if (timers > ring_.size()) grow_ring(std::bit_ceil(timers));
+  // Out-of-order timers (events late within the allowed lateness) go to the heap: a few.
+  const size_t heap_want = timers / 8;
+  if (heap_want > heap_.capacity()) heap_.reserve(heap_want, meta_[0].heap_size);
+}
+
 void TimerQueue::add(int64_t time, uint64_t key) {
   const Timer t{time, key};
   const Meta& m = meta_[0];
   if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
   if (m.fifo_count == 0 ||
       ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time <= time) {
-    if (m.fifo_count == ring_.size()) {
-      // Full: unwrap into a ring twice the size.
-      const size_t cap = ring_.size();
-      auto* block = reinterpret_cast<Timer*>(allocate_zeroed(2 * cap * sizeof(Timer)));
-      for (size_t i = 0; i < cap; ++i) block[i] = ring_[(m.fifo_head + i) & (cap - 1)];
-      ring_.adopt_block(block, 2 * cap, 2 * cap);
-      meta_.mut(0).fifo_head = 0;
-    }
+    if (m.fifo_count == ring_.size()) grow_ring(2 * ring_.size());  // full
     const Meta& now = meta_[0];
     ring_.mut((now.fifo_head + now.fifo_count) & (ring_.size() - 1)) = t;
     Meta& w = meta_.mut(0);

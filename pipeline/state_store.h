@@ -309,6 +309,12 @@ class FlatTable {
   size_t capacity() const noexcept { return slots_.size(); }
   bool empty() const noexcept { return size() == 0; }
 
+  // Grows now, before the traffic, so that `keys` entries fit without a growth later (a growth
+  // rehashes the whole table on the shard's thread: tens of ms for a million keys).
+  void reserve(size_t keys) {
+    while (keys * 4 > capacity() * 3) grow();
+  }
+
   static bool is_empty_key(const Key& k) noexcept { return k == Key{}; }
 
   // Index of the slot holding `key`, or -1.
@@ -466,6 +472,7 @@ class HistoryState {
   }
 
   size_t keys() const noexcept { return table_.size(); }
+  void reserve_keys(size_t keys) { table_.reserve(keys); }
   size_t entries() const noexcept { return meta_[0].entries; }
   size_t pool_units() const noexcept { return pool_.size(); }
   const FlatTable<Slot>& table() const noexcept { return table_; }
@@ -744,6 +751,7 @@ class MapState {
   };
 
   MapState(StateCapture& capture, std::string_view name) : table_(capture, name) {}
+  void reserve_keys(size_t keys) { table_.reserve(keys); }
 
   Value get(uint64_t key, uint32_t user_key) const noexcept {
     const Slot* s = table_.find(Key{key, user_key});
@@ -809,6 +817,9 @@ class TimerQueue {
 
   void add(int64_t time, uint64_t key);
 
+  // Sizes the arrays for this many pending timers up front (no growth while they come).
+  void reserve(size_t timers);
+
   // Pops every timer with time <= now in time order, calling fire(key, time) for each.
   template <typename F>
   void advance(int64_t now, F&& fire) {
@@ -862,6 +873,7 @@ class TimerQueue {
   }
   void pop_fifo();
   void pop_heap();
+  void grow_ring(size_t capacity);
 
   TrackedArray<Timer> ring_;
   TrackedArray<Timer> heap_;

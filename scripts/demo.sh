@@ -35,7 +35,8 @@ die() {
 
 step "start sluiced (data directory $DATA)"
 "$SLUICED" --data-dir "$DATA" --listen 127.0.0.1:0 --text-listen 127.0.0.1:0 \
-  --metrics-listen 127.0.0.1:0 --shards 2 --durability batch 2>"$WORK/sluiced.log" &
+  --metrics-listen 127.0.0.1:0 --shards 2 --durability batch --expected-accounts 1000000 \
+  2>"$WORK/sluiced.log" &
 PID=$!
 for _ in $(seq 1 300); do
   [ -f "$DATA/listening" ] && break

@@ -31,6 +31,7 @@ struct Flags {
   std::optional<std::string> data_dir, listen, text_listen, metrics_listen, durability, cpus,
       idle, log_level;
   std::optional<uint32_t> shards, shard_threads;
+  std::optional<int64_t> expected_accounts;
   bool no_udp = false;
   bool print_config = false;
 };
@@ -49,6 +50,7 @@ absl::StatusOr<sluice::DaemonConfig> resolve(const Flags& f) {
   if (f.metrics_listen) c.metrics_listen = *f.metrics_listen;
   if (f.shards) c.shards = *f.shards;
   if (f.shard_threads) c.shard_threads = *f.shard_threads;
+  if (f.expected_accounts) c.expected_accounts = *f.expected_accounts;
   if (f.no_udp) c.udp = false;
   if (f.log_level) c.log_level = *f.log_level;
   if (f.durability) {
@@ -87,6 +89,9 @@ int main(int argc, char** argv) {
   app.add_option("--shards", f.shards, "processing shards (1)");
   app.add_option("--shard-threads", f.shard_threads,
                  "threads for the shards (1); 0 runs them on the io thread");
+  app.add_option("--expected-accounts", f.expected_accounts,
+                 "size the state for this many accounts at start (0: grow as they come)")
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--durability", f.durability, "none | batch | sync (batch)");
   app.add_option("--cpus", f.cpus, "pin threads in order io, shards...: e.g. 0,1");
   app.add_option("--idle", f.idle, "busy | yield | backoff (backoff)");

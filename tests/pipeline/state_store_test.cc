@@ -88,6 +88,25 @@ TEST(FlatTable, BackwardShiftKeepsEveryKeyReachableInCollidingClusters) {
   check_table_against_model<CollidingSlot>(2, 200, 20'000);
 }
 
+// A reserved table takes that many keys without growing, and keeps what it held.
+TEST(FlatTable, ReserveSizesTheTableSoTheKeysFitWithoutGrowing) {
+  StateStore store;
+  FlatTable<KvSlot> table(store.capture(), "t");
+  for (uint64_t k = 1; k <= 5; ++k) table.mut(table.insert(k).first).value = k * 3;
+  table.reserve(10'000);
+  const size_t reserved = table.capacity();
+  EXPECT_GE(reserved * 3, 10'000u * 4);
+  for (uint64_t k = 1; k <= 5; ++k) {
+    ASSERT_NE(table.find(k), nullptr);
+    EXPECT_EQ(table.find(k)->value, k * 3);
+  }
+  for (uint64_t k = 6; k <= 10'000; ++k) table.insert(k);
+  EXPECT_EQ(table.capacity(), reserved);
+  EXPECT_EQ(table.size(), 10'000u);
+  table.reserve(100);  // never shrinks
+  EXPECT_EQ(table.capacity(), reserved);
+}
+
 TEST(FlatTable, EraseLeavesNoTombstonesSoAnEmptiedTableIsAllZero) {
   StateStore store;
   FlatTable<CollidingSlot> table(store.capture(), "t");
@@ -204,6 +223,23 @@ TEST(HistoryState, EqualTimesKeepInsertionOrder) {
 }
 
 // ---- TimerQueue --------------------------------------------------------------------------------
+
+// Reserving unwraps a wrapped FIFO into the bigger ring without losing or reordering timers.
+TEST(TimerQueue, ReserveKeepsAWrappedQueueInOrder) {
+  StateStore store;
+  TimerQueue q(store.capture(), "q");
+  for (int64_t t = 1; t <= 12; ++t) q.add(t, static_cast<uint64_t>(t));
+  std::vector<int64_t> fired;
+  q.advance(6, [&](uint64_t, int64_t t) { fired.push_back(t); });
+  for (int64_t t = 13; t <= 20; ++t) q.add(t, static_cast<uint64_t>(t));  // wraps the ring
+  q.add(9, 999);  // out of order: the heap
+  q.reserve(10'000);
+  for (int64_t t = 21; t <= 5'000; ++t) q.add(t, static_cast<uint64_t>(t));
+  q.advance(1'000'000, [&](uint64_t, int64_t t) { fired.push_back(t); });
+  ASSERT_EQ(fired.size(), 5'001u);
+  EXPECT_TRUE(std::is_sorted(fired.begin(), fired.end()));
+  EXPECT_EQ(q.size(), 0u);
+}
 
 TEST(TimerQueue, FiresEveryTimerOnceInTimeOrderWhetherAddedInOrderOrNot) {
   StateStore store;
