@@ -138,67 +138,7 @@ done
 floors after
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$out/machine.txt"
 
-COMMIT=$commit python3 - "$jsonl" "$out/summary.md" <<'EOF'
-import json, os, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-def us(v): return f"{v / 1000:.1f}"
-def res(r):
-    return r["result"] if isinstance(r["result"], dict) and "latency_ns" in r["result"] else None
-floors = {}
-for r in rows:
-    if r["kind"] == "floor" and res(r):
-        floors.setdefault(r["mode"], []).append(res(r))
-def floor_p(mode, key):
-    vals = [f["latency_ns"][key] for f in floors.get(mode, [])]
-    return statistics.median(vals) if vals else None
-lines = [f"Commit `{os.environ['COMMIT']}`.", "",
-         "| run | target/s | achieved/s | decided/sent | p50 us | p90 us | p99 us | p99.9 us | p99.99 us | max us |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-for mode in ("blocking", "spin", "fdatasync"):
-    for f in floors.get(mode, []):
-        l = f["latency_ns"]
-        name = {"blocking": "floor: loopback echo, blocking", "spin": "floor: loopback echo, polling",
-                "fdatasync": "floor: disk, 4 KiB pwrite + fdatasync"}[mode]
-        lines.append(f"| {name} | {f['rate_target']:.0f} | {f['rate_achieved']:.0f} | {f['decided']}/{f['sent']} | "
-                     f"{us(l['p50'])} | {us(l['p90'])} | {us(l['p99'])} | {us(l['p999'])} | {us(l['p9999'])} | {us(l['max'])} |")
-best = {r["mode"]: r["rate"] for r in rows if r["kind"] == "best"}
-for r in rows:
-    if r["kind"] not in ("load", "max"):
-        continue
-    x = res(r)
-    if not x:
-        lines.append(f"| sluiced {r['mode']} | {r['rate']} | failed | | | | | | | |")
-        continue
-    l = x["latency_ns"]
-    tag = " (max search)" if r["kind"] == "max" else ""
-    lines.append(f"| sluiced, durability {r['mode']}{tag} | {r['rate']} | {x['rate_achieved']:.0f} | {x['decided']}/{x['sent']} | "
-                 f"{us(l['p50'])} | {us(l['p90'])} | {us(l['p99'])} | {us(l['p999'])} | {us(l['p9999'])} | {us(l['max'])} |")
-lines.append("")
-for mode, rate in best.items():
-    lines.append(f"Highest sustained rate, durability {mode}: **{rate} events/s** (of the rates tried).")
-# Targets.
-def run(mode, rate):
-    for r in rows:
-        if r["kind"] == "load" and r["mode"] == mode and r["rate"] == rate and res(r):
-            return res(r)
-    return None
-fb, fs = floor_p("blocking", "p50"), floor_p("spin", "p50")
-n100 = run("none", 100000)
-if n100 and fb:
-    lines.append(f"- Target: at 100k events/s with durability none, p50 within 1.3x the loopback floor: "
-                 f"{us(n100['latency_ns']['p50'])} us vs floor {us(fb)} us (blocking) = {n100['latency_ns']['p50'] / fb:.2f}x"
-                 + (f", {n100['latency_ns']['p50'] / fs:.2f}x the polling floor ({us(fs)} us)" if fs else "")
-                 + f"; p99.9 {us(n100['latency_ns']['p999'])} us (target < 100 us).")
-ffs = floor_p("fdatasync", "p99")
-s10 = run("sync", 10000)
-if s10 and ffs:
-    lines.append(f"- Target: with sync, p99 no worse than 1.5x the disk's own fdatasync p99: at 10k events/s "
-                 f"{us(s10['latency_ns']['p99'])} us vs fdatasync p99 {us(ffs)} us = {s10['latency_ns']['p99'] / ffs:.2f}x.")
-if "none" in best:
-    lines.append(f"- Target: at least 1M events/s sustained with decisions: {best['none']} events/s sustained.")
-open(sys.argv[2], "w").write("\n".join(lines) + "\n")
-print("\n".join(lines))
-EOF
+python3 perf/summarize_e2e.py "$out" "$commit"
 
 if command -v gnuplot >/dev/null 2>&1; then
   for mode in $modes; do

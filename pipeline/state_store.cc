@@ -93,6 +93,15 @@ void TrackedArrayBase::reallocate(size_t capacity, size_t keep) {
   adopt(block, capacity, std::min(size_, capacity));
 }
 
+void TrackedArrayBase::prefault() noexcept {
+  // A write per page: reading would map the shared zero page and fault again on the first write.
+  constexpr size_t kPage = 4096;
+  const size_t bytes = capacity_ * element_size_;
+  for (size_t off = 0; off < bytes; off += kPage) {
+    reinterpret_cast<volatile std::byte*>(data_)[off] = data_[off];
+  }
+}
+
 absl::Status TrackedArrayBase::assign(std::span<const std::byte> bytes, size_t capacity) {
   if (bytes.size() % element_size_ != 0) {
     return absl::DataLossError(
@@ -347,6 +356,8 @@ void TimerQueue::reserve(size_t timers) {
   // Out-of-order timers (events late within the allowed lateness) go to the heap: a few.
   const size_t heap_want = timers / 8;
   if (heap_want > heap_.capacity()) heap_.reserve(heap_want, meta_[0].heap_size);
+  ring_.prefault();
+  heap_.prefault();
 }
 
 void TimerQueue::add(int64_t time, uint64_t key) {

@@ -82,6 +82,10 @@ class TrackedArrayBase {
   size_t element_size() const noexcept { return element_size_; }
   const std::string& name() const noexcept { return name_; }
 
+  // Touches every page of the storage (all of its capacity) so the kernel backs it now, at
+  // start, and not on a shard's first writes under traffic (a page fault each).
+  void prefault() noexcept;
+
  protected:
   TrackedArrayBase(StateCapture& capture, std::string_view name, size_t element_size);
   ~TrackedArrayBase();
@@ -313,6 +317,7 @@ class FlatTable {
   // rehashes the whole table on the shard's thread: tens of ms for a million keys).
   void reserve(size_t keys) {
     while (keys * 4 > capacity() * 3) grow();
+    slots_.prefault();
   }
 
   static bool is_empty_key(const Key& k) noexcept { return k == Key{}; }
