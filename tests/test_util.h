@@ -2,9 +2,13 @@
 #ifndef SLUICE_TESTS_TEST_UTIL_H_
 #define SLUICE_TESTS_TEST_UTIL_H_
 
+#include <stdlib.h>
+
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
+#include <string>
 #include <thread>
 
 namespace sluice::testing {
@@ -28,6 +32,24 @@ inline bool eventually(const std::function<bool()>& condition,
   }
   return true;
 }
+
+// A fresh directory under the system's temp directory, removed with everything in it when the
+// object goes. `what` names the suite in the directory's name.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& what = "test") {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / ("sluice-" + what + "-XXXXXX")).string();
+    path_ = ::mkdtemp(tmpl.data());
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 }  // namespace sluice::testing
 

@@ -10,18 +10,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace sluice {
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/sluice-alerts-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
+using testing::TempDir;
 
 OutputEvent alert(int64_t seq, uint16_t rule, int64_t value = 6) {
   OutputEvent a;
@@ -44,7 +38,7 @@ std::string read(const std::string& path) {
 
 TEST(AlertsLog, WritesOneLineAnAlert) {
   TempDir dir;
-  const std::string path = dir.path + "/alerts.log";
+  const std::string path = dir.path() + "/alerts.log";
   auto log = AlertsLog::open(path);
   ASSERT_TRUE(log.ok()) << log.status();
   (*log)->add(alert(7, 1));
@@ -61,7 +55,7 @@ TEST(AlertsLog, WritesOneLineAnAlert) {
 // Recovery re-runs the journal tail and offers its alerts again: only missing ones are added.
 TEST(AlertsLog, ReopenedLogSkipsAlertsItAlreadyHolds) {
   TempDir dir;
-  const std::string path = dir.path + "/alerts.log";
+  const std::string path = dir.path() + "/alerts.log";
   {
     auto log = AlertsLog::open(path);
     ASSERT_TRUE(log.ok());
@@ -83,7 +77,7 @@ TEST(AlertsLog, ReopenedLogSkipsAlertsItAlreadyHolds) {
 
 TEST(AlertsLog, ATornLastLineIsCutOnOpen) {
   TempDir dir;
-  const std::string path = dir.path + "/alerts.log";
+  const std::string path = dir.path() + "/alerts.log";
   {
     std::ofstream out(path);
     out << "3,1003,42,VELOCITY_EXCEEDED,6,5\n5,1005,42,AMOU";  // a crash mid-write
@@ -100,7 +94,7 @@ TEST(AlertsLog, ATornLastLineIsCutOnOpen) {
 // cut: their sequence numbers will be reused.
 TEST(AlertsLog, LinesAfterTheJournalsLastSequenceAreCut) {
   TempDir dir;
-  const std::string path = dir.path + "/alerts.log";
+  const std::string path = dir.path() + "/alerts.log";
   {
     auto log = AlertsLog::open(path);
     ASSERT_TRUE(log.ok());
@@ -131,7 +125,7 @@ TEST(AlertsLog, LinesAfterTheJournalsLastSequenceAreCut) {
 // past the first window.
 TEST(AlertsLog, CutsAndRecognisesAcrossReadWindows) {
   TempDir dir;
-  const std::string path = dir.path + "/alerts.log";
+  const std::string path = dir.path() + "/alerts.log";
   {
     auto log = AlertsLog::open(path);
     ASSERT_TRUE(log.ok());

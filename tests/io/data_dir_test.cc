@@ -8,22 +8,16 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace sluice {
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/sluice-datadir-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
+using testing::TempDir;
 
 TEST(DataDirLock, ASecondHolderIsRefusedNamingTheDirectoryAndPid) {
   TempDir dir;
-  const std::string root = dir.path + "/data";  // created on demand
+  const std::string root = dir.path() + "/data";  // created on demand
   auto first = DataDirLock::acquire(root);
   ASSERT_TRUE(first.ok()) << first.status();
   auto second = DataDirLock::acquire(root);
@@ -45,7 +39,7 @@ TEST(DataDirLock, ALockHeldByAKilledProcessIsFree) {
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
-    auto lock = DataDirLock::acquire(dir.path);
+    auto lock = DataDirLock::acquire(dir.path());
     char c = lock.ok() ? 'y' : 'n';
     (void)!::write(ready[1], &c, 1);
     ::pause();
@@ -54,11 +48,11 @@ TEST(DataDirLock, ALockHeldByAKilledProcessIsFree) {
   char c = 0;
   ASSERT_EQ(::read(ready[0], &c, 1), 1);
   ASSERT_EQ(c, 'y');
-  EXPECT_FALSE(DataDirLock::acquire(dir.path).ok());
+  EXPECT_FALSE(DataDirLock::acquire(dir.path()).ok());
   ::kill(child, SIGKILL);
   int status = 0;
   ::waitpid(child, &status, 0);
-  EXPECT_TRUE(DataDirLock::acquire(dir.path).ok());
+  EXPECT_TRUE(DataDirLock::acquire(dir.path()).ok());
   ::close(ready[0]);
   ::close(ready[1]);
 }

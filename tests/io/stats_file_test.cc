@@ -10,18 +10,12 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace sluice {
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char tmpl[] = "/tmp/sluice-stats-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string path;
-};
+using testing::TempDir;
 
 struct DemoCounters {
   static constexpr std::array<std::string_view, 3> kFieldNames = {"events_total", "lag",
@@ -33,7 +27,7 @@ struct DemoCounters {
 
 TEST(StatsFile, AViewSeesTheCountersAndHistogramsTheOwnerWrites) {
   TempDir dir;
-  const std::string path = dir.path + "/stats";
+  const std::string path = dir.path() + "/stats";
   StatsLayout layout;
   const size_t net = layout.add_counters<DemoCounters>("net");
   const size_t shard = layout.add_counters("shard0", {"seen_total"});
@@ -78,11 +72,11 @@ TEST(StatsFile, PrometheusTextHasCountersGaugesAndSummaries) {
   StatsLayout layout;
   const size_t net = layout.add_counters<DemoCounters>("net");
   const size_t lat = layout.add_histogram("ingest_to_decision");
-  auto file = StatsFile::create(dir.path + "/stats", layout);
+  auto file = StatsFile::create(dir.path() + "/stats", layout);
   ASSERT_TRUE(file.ok());
   (*file)->place<DemoCounters>(net)->events.add(3);
   (*file)->histogram(lat).record(2'000'000);  // 2 ms
-  auto view = StatsView::open(dir.path + "/stats");
+  auto view = StatsView::open(dir.path() + "/stats");
   ASSERT_TRUE(view.ok());
   const std::string text = prometheus_text(**view);
   EXPECT_THAT(text, ::testing::HasSubstr("# TYPE sluice_net_events_total counter\nsluice_net_events_total 3\n"));
@@ -95,7 +89,7 @@ TEST(StatsFile, PrometheusTextHasCountersGaugesAndSummaries) {
 
 TEST(StatsFile, OpeningSomethingElseIsDataLossNamingTheFile) {
   TempDir dir;
-  const std::string path = dir.path + "/stats";
+  const std::string path = dir.path() + "/stats";
   {
     FILE* f = std::fopen(path.c_str(), "w");
     std::string junk(8192, 'x');
@@ -107,14 +101,14 @@ TEST(StatsFile, OpeningSomethingElseIsDataLossNamingTheFile) {
   EXPECT_EQ(view.status().code(), absl::StatusCode::kDataLoss);
   EXPECT_THAT(std::string(view.status().message()), ::testing::HasSubstr(path));
 
-  auto missing = StatsView::open(dir.path + "/nothing");
+  auto missing = StatsView::open(dir.path() + "/nothing");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST(StatsFile, RecreatingReplacesTheFileWithoutBreakingAnOpenView) {
   TempDir dir;
-  const std::string path = dir.path + "/stats";
+  const std::string path = dir.path() + "/stats";
   StatsLayout layout;
   layout.add_counters("a", {"x_total"});
   auto first = StatsFile::create(path, layout);
@@ -138,9 +132,9 @@ TEST(StatsFile, ConcurrentReaderSeesMonotonicCounters) {
   StatsLayout layout;
   layout.add_counters("a", {"x_total"});
   const size_t lat = layout.add_histogram("h");
-  auto file = StatsFile::create(dir.path + "/stats", layout);
+  auto file = StatsFile::create(dir.path() + "/stats", layout);
   ASSERT_TRUE(file.ok());
-  auto view = StatsView::open(dir.path + "/stats");
+  auto view = StatsView::open(dir.path() + "/stats");
   ASSERT_TRUE(view.ok());
   constexpr int64_t kN = 200'000;
   std::thread writer([&] {
