@@ -21,9 +21,11 @@ namespace sluice {
 namespace {
 
 constexpr size_t kPage = 4096;
-static_assert(sizeof(StatsHeader) <= kPage, "the header fits its page");
 
-size_t page_round(size_t n) { return (n + kPage - 1) / kPage * kPage; }
+constexpr size_t page_round(size_t n) { return (n + kPage - 1) / kPage * kPage; }
+
+// The header's pages; the blocks' data starts after them.
+constexpr size_t kHeaderBytes = page_round(sizeof(StatsHeader));
 
 void copy_name(char* dst, size_t size, std::string_view name) {
   std::memset(dst, 0, size);
@@ -57,7 +59,7 @@ absl::StatusOr<std::unique_ptr<StatsFile>> StatsFile::create(const std::string& 
   }
   // Offsets first, so the file is sized once.
   std::vector<StatsBlockEntry> entries;
-  size_t at = kPage;
+  size_t at = kHeaderBytes;
   for (const auto& b : layout.counter_blocks) {
     StatsBlockEntry e{};
     copy_name(e.name, sizeof(e.name), b.name);
@@ -144,7 +146,7 @@ absl::StatusOr<std::unique_ptr<StatsView>> StatsView::open(const std::string& pa
     return io_error(err, "stat stats file", path);
   }
   const auto size = static_cast<size_t>(st.st_size);
-  if (size < kPage) {
+  if (size < kHeaderBytes) {
     ::close(fd);
     return absl::DataLossError(absl::StrCat(path, ": ", size, " bytes, too short for a stats file"));
   }

@@ -3,8 +3,8 @@
 // disturbing the threads that count.
 //
 // Layout (little-endian; one version of it, checked by magic and version):
-//   page 0: StatsHeader (magic, version, pid, start time, heartbeat, daemon state, the block
-//           directory: for each block its name, kind, field count and offsets)
+//   the first pages: StatsHeader (magic, version, pid, start time, heartbeat, daemon state, the
+//           block directory: for each block its name, kind, field count and offsets)
 //   then, page-aligned, each block's data: a counter block is an array of Counters (8 bytes
 //   each) followed by its field names (kFieldNameSize bytes each); a histogram block is one
 //   SharedHistogram.
@@ -36,7 +36,7 @@ namespace sluice {
 
 inline constexpr char kStatsMagic[8] = {'S', 'L', 'U', 'I', 'C', 'E', 'S', 'T'};
 inline constexpr uint32_t kStatsVersion = 1;
-inline constexpr size_t kStatsMaxBlocks = 48;
+inline constexpr size_t kStatsMaxBlocks = 1024;  // 5 + 2 per shard: 256 shards fit
 inline constexpr size_t kStatsNameSize = 32;       // block names, NUL-padded
 inline constexpr size_t kStatsFieldNameSize = 48;  // counter names, NUL-padded
 

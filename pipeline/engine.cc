@@ -51,8 +51,9 @@ using OutputRing = RingBuffer<OutputEvent, SingleProducerSequencer>;
 
 // What the supervisor publishes: gauges it samples from the sequences, and this run's digest.
 struct EngineGauges {
-  static constexpr std::array<std::string_view, 9> kFieldNames = {
+  static constexpr std::array<std::string_view, 10> kFieldNames = {
       "input_cursor",         // ring sequences published by ingest
+      "published_sequence",   // the journal sequence of the last event published
       "journal_lag",          // published, not yet copied to the journal
       "durable_lag",          // published, not yet durable (journal sequence space)
       "shard_lag_max",        // published, not yet handled by the slowest shard
@@ -62,6 +63,7 @@ struct EngineGauges {
       "decisions_digest",     // DecisionDigest of the decisions since first_sequence
       "decisions_digest_count"};
   Counter input_cursor;
+  Counter published_sequence;
   Counter journal_lag;
   Counter durable_lag;
   Counter shard_lag_max;
@@ -278,6 +280,7 @@ class Engine::Impl {
   std::vector<ShardCounters*> shard_counters_;
   SharedHistogram* decision_latency_ = nullptr;
   SharedHistogram* durable_latency_ = nullptr;
+  std::vector<SharedHistogram*> shard_latency_;  // receipt to each shard
 
   std::unique_ptr<journal::JournalWriter> writer_;
   std::unique_ptr<AlertsLog> alerts_log_;
@@ -369,6 +372,10 @@ absl::Status Engine::Impl::open_stats() {
   }
   const size_t decision_hist = layout.add_histogram("ingest_to_decision");
   const size_t durable_hist = layout.add_histogram("ingest_to_durable");
+  std::vector<size_t> shard_hists;
+  for (uint32_t k = 0; k < config_.shards; ++k) {
+    shard_hists.push_back(layout.add_histogram(absl::StrCat("ingest_to_shard", k)));
+  }
   auto stats = StatsFile::create(paths_.stats, layout);
   if (!stats.ok()) return stats.status();
   stats_ = std::move(*stats);
@@ -378,6 +385,7 @@ absl::Status Engine::Impl::open_stats() {
   for (size_t b : shard_blocks) shard_counters_.push_back(stats_->place<ShardCounters>(b));
   decision_latency_ = &stats_->histogram(decision_hist);
   durable_latency_ = &stats_->histogram(durable_hist);
+  for (size_t h : shard_hists) shard_latency_.push_back(&stats_->histogram(h));
   return absl::OkStatus();
 }
 
@@ -461,9 +469,9 @@ absl::Status Engine::Impl::build_pipeline() {
   std::vector<const Sequence*> shard_deps;
   if (config_.durability == journal::Durability::kSync) shard_deps.push_back(&journal_stage_->durable());
   for (uint32_t k = 0; k < config_.shards; ++k) {
-    shard_stages_.push_back(std::make_unique<ShardStage>(*input_ring_, shard_deps, *shards_[k],
-                                                         *outputs_[k], snapshot_writer_.get(),
-                                                         shard_counters_[k]));
+    shard_stages_.push_back(std::make_unique<ShardStage>(
+        *input_ring_, shard_deps, *shards_[k], *outputs_[k], snapshot_writer_.get(),
+        shard_counters_[k], ShardStageOptions{.latency = shard_latency_[k]}));
     input_ring_->add_gating_sequence(shard_stages_.back()->sequence());
   }
 
@@ -638,6 +646,7 @@ DecisionDigest Engine::Impl::digest() const {
 void Engine::Impl::update_gauges() {
   const int64_t cursor = input_ring_->cursor().get();
   gauges_->input_cursor.set(cursor + 1);
+  gauges_->published_sequence.set(ring_base_ + cursor);
   gauges_->journal_lag.set(cursor - journal_stage_->sequence().get());
   gauges_->durable_lag.set(cursor - journal_stage_->durable().get());
   int64_t shard_lag = 0;

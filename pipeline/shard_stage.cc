@@ -145,6 +145,7 @@ int ShardStage::do_work() {
   const int64_t hi = std::min(available, next_ + batch - 1);
   constexpr auto kRoom = static_cast<int64_t>(kMaxOutputsPerEvent);
   int64_t s = next_;
+  const int64_t pass_ns = options_.latency != nullptr && hi >= s ? ticks_to_ns(now_ticks()) : 0;
   for (; s <= hi; ++s) {
     if (out_room_ < kRoom) {
       out_room_ = output_.remaining_capacity();
@@ -155,6 +156,9 @@ int ShardStage::do_work() {
     }
     if (s + kPrefetchDistance <= hi) shard_.prefetch(input_[s + kPrefetchDistance].frame_bytes());
     const InputEvent& e = input_[s];
+    if (options_.latency != nullptr && e.receive_ticks != 0) {
+      options_.latency->record(pass_ns - ticks_to_ns(e.receive_ticks));
+    }
     sink_.current = &e;
     const int64_t claimed_before = sink_.claimed;
     shard_.on_event(e.sequence, e.client_id, e.connection_id, e.frame_bytes());

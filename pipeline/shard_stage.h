@@ -40,6 +40,7 @@
 #include "core/ring_buffer.h"
 #include "core/sequence.h"
 #include "core/sequence_barrier.h"
+#include "core/shared_histogram.h"
 #include "io/snapshot_format.h"
 #include "io/snapshot_writer.h"
 #include "pipeline/agent.h"
@@ -91,6 +92,9 @@ struct ShardStageOptions {
   int64_t max_batch = 1024;                 // input events per pass
   int64_t max_batch_snapshotting = 256;     // while a capture runs (bounds copy-on-write per pass)
   size_t snapshot_slice_bytes = 256 << 10;  // copied per pass while a capture runs
+  // When set, every event with a receive time records receipt-to-this-shard latency here (the
+  // pass's start, a clock read per pass). Single writer: this stage.
+  SharedHistogram* latency = nullptr;
 };
 
 class ShardStage final : public Agent {

@@ -189,9 +189,17 @@ std::string summary(const StatsView& view, const Sample& now, const Sample* befo
                     sum("shard", absl::StrCat("alerts_", absl::AsciiStrToLower(rule), "_total")));
   }
   absl::StrAppend(&out, "\n");
+  // Per consumer: the journal (copied, durable), each shard, egress (the slowest output ring).
+  std::string shard_lags;
+  const int64_t published = value("engine.published_sequence");
+  for (int k = 0;; ++k) {
+    auto it = now.values.find(absl::StrCat("shard", k, ".last_sequence"));
+    if (it == now.values.end()) break;
+    absl::StrAppend(&shard_lags, k == 0 ? "" : " ", std::max<int64_t>(0, published - it->second));
+  }
   absl::StrAppend(&out, "lag (events)  journal ", value("engine.journal_lag"), "  durable ",
-                  value("engine.durable_lag"), "  shards ", value("engine.shard_lag_max"),
-                  "  egress ", value("engine.output_lag_max"), "\n");
+                  value("engine.durable_lag"), "  shards [", shard_lags, "]  egress ",
+                  value("engine.output_lag_max"), "\n");
   absl::StrAppend(&out, "connections   open ", value("net.connections_open"), "  accepted ",
                   value("net.connections_accepted_total"), "  refused ",
                   value("net.connections_refused_total"), "  dropped slow ",

@@ -87,6 +87,30 @@ TEST(StatsFile, PrometheusTextHasCountersGaugesAndSummaries) {
   EXPECT_THAT(text, ::testing::HasSubstr("sluice_up 0\n"));  // still starting
 }
 
+// 256 shards' blocks fit (5 + 2 a shard); past kStatsMaxBlocks creation is refused.
+TEST(StatsFile, ManyBlocksFitAndTooManyAreRefused) {
+  TempDir dir;
+  StatsLayout layout;
+  for (int k = 0; k < 256; ++k) {
+    layout.add_counters("shard" + std::to_string(k), {"events_total"});
+    layout.add_histogram("ingest_to_shard" + std::to_string(k));
+  }
+  auto file = StatsFile::create(dir.path() + "/stats", layout);
+  ASSERT_TRUE(file.ok()) << file.status();
+  (*file)->counters(255)[0].add(9);
+  auto view = StatsView::open(dir.path() + "/stats");
+  ASSERT_TRUE(view.ok()) << view.status();
+  EXPECT_EQ((*view)->value("shard255", "events_total"), 9);
+  EXPECT_NE((*view)->find("ingest_to_shard255"), nullptr);
+
+  for (size_t k = layout.counter_blocks.size() + layout.histograms.size(); k <= kStatsMaxBlocks; ++k) {
+    layout.add_counters("more" + std::to_string(k), {"x"});
+  }
+  auto too_many = StatsFile::create(dir.path() + "/stats2", layout);
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_THAT(std::string(too_many.status().message()), ::testing::HasSubstr("blocks"));
+}
+
 TEST(StatsFile, OpeningSomethingElseIsDataLossNamingTheFile) {
   TempDir dir;
   const std::string path = dir.path() + "/stats";
