@@ -610,9 +610,9 @@ TEST_F(SluicedTest, StartupErrorsAreOneClearLine) {
 // INPUT_REFUSED, the daemon exits 1 naming the file, and with sync durability every event that
 // got a DECISION is in the journal.
 TEST_F(SluicedTest, AJournalWriteFailureRefusesInputAndLosesNothingAnswered) {
-  std::ofstream(config_, std::ios::app) << "[journal]\nsegment_size = 1048576\nmax_batch_bytes = 65536\n";
+  std::ofstream(config_, std::ios::app) << "[journal]\nsegment_size = 2097152\nmax_batch_bytes = 65536\n";
   const std::vector<std::string> args = {"--config", config_, "--durability", "sync"};
-  // A first run creates the 1 MiB segment (preallocated) with no limit.
+  // A first run creates the 2 MiB segment (preallocated) with no limit.
   ASSERT_TRUE(d().start(args)) << d().log();
   {
     Client c(d().port("binary"));
@@ -620,8 +620,8 @@ TEST_F(SluicedTest, AJournalWriteFailureRefusesInputAndLosesNothingAnswered) {
     ASSERT_TRUE(c.read_frame().has_value());
   }
   ASSERT_EQ(d().stop(), 0);
-  // Now writes past 600 kB of the segment fail with EFBIG.
-  ASSERT_TRUE(d().start(args, {"/usr/bin/prlimit", "--fsize=600000", "--"})) << d().log();
+  // Now writes past 1.5 MB of the 2 MiB segment fail with EFBIG (the stats file, ~0.8 MB, fits).
+  ASSERT_TRUE(d().start(args, {"/usr/bin/prlimit", "--fsize=1500000", "--"})) << d().log();
   Client c(d().port("binary"));
   ASSERT_EQ(c.hello(31), 0u);
   std::map<int64_t, uint64_t> answered;  // journal seq -> client_seq
