@@ -69,14 +69,14 @@
 //       The same sum through a fresh mmap of each segment per pass, like the reader's (page
 //       faults included); /populate prefaults the data range with madvise(MADV_POPULATE_READ)
 //       first (a possible change to the reader).
-//   RecordCrcScan[/inline|/interleaved3]
+//   RecordCrcScan[/interleaved3]
 //       record_crc() of every record through the populated mappings, compared with the stored
-//       CRC: the reader's (and the writer's) checksum cost on its own. /inline and
-//       /interleaved3: the same CRC computed here with the crc32 instruction inline, one record
-//       at a time or three records interleaved: what a cheaper record CRC would gain.
+//       CRC: the checksum cost on its own, one record at a time. /interleaved3: record_crc3(),
+//       three records at once, as the reader checks them.
 //   RecordEncode
-//       encode_record() (header, CRC32C, frame copy) of the append benchmark's events into a
-//       1 MiB buffer: the appender's CPU work without the writer or any I/O.
+//       encode_record() (header, frame copy and the CRC32C computed as it copies) of the append
+//       benchmark's events into a 1 MiB buffer: the appender's CPU work without the writer or
+//       any I/O.
 //
 // Diagnostics: with JOURNAL_BENCH_TRACE set, DurableLatency prints every commit whose oldest
 // event waited more than 5 ms (when, which events, how long), to tell stalls from noise.
@@ -1070,42 +1070,7 @@ void BM_FreshMmapRead(benchmark::State& state, bool populate) {
   set_read_counters(state, iterations, faults);
 }
 
-// What a cheaper record CRC could do, for comparison with record_crc(): the same CRC32C
-// (of record bytes 0..3 and 8..32+frame length), computed inline with the crc32 instruction
-// (one crc32l for the length instead of four crc32b, no dispatch through a function pointer),
-// one record at a time or three records interleaved (the crc32 instruction has a latency of 3
-// cycles and a throughput of 1 per cycle, so one record's dependent chain uses a third of it).
-inline uint64_t crc_words(uint64_t reg, const std::byte* p, size_t n) noexcept {
-  for (; n >= 8; p += 8, n -= 8) reg = _mm_crc32_u64(reg, wire::load<uint64_t>(p));
-  for (; n > 0; ++p, --n) reg = _mm_crc32_u8(static_cast<uint32_t>(reg), static_cast<uint8_t>(*p));
-  return reg;
-}
-
-inline uint32_t record_crc_inline(const std::byte* p, size_t frame_length) noexcept {
-  uint64_t reg = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(p));
-  reg = crc_words(reg, p + 8, journal::kRecordHeaderSize - 8 + frame_length);
-  return ~static_cast<uint32_t>(reg);
-}
-
-// Three records of the same frame length.
-inline void record_crc_x3(const std::byte* a, const std::byte* b, const std::byte* c,
-                          size_t frame_length, uint32_t out[3]) noexcept {
-  uint64_t ra = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(a));
-  uint64_t rb = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(b));
-  uint64_t rc = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(c));
-  size_t n = journal::kRecordHeaderSize - 8 + frame_length;
-  size_t i = 8;
-  for (; n >= 8; i += 8, n -= 8) {
-    ra = _mm_crc32_u64(ra, wire::load<uint64_t>(a + i));
-    rb = _mm_crc32_u64(rb, wire::load<uint64_t>(b + i));
-    rc = _mm_crc32_u64(rc, wire::load<uint64_t>(c + i));
-  }
-  out[0] = ~static_cast<uint32_t>(crc_words(ra, a + i, n));
-  out[1] = ~static_cast<uint32_t>(crc_words(rb, b + i, n));
-  out[2] = ~static_cast<uint32_t>(crc_words(rc, c + i, n));
-}
-
-enum class CrcImpl { kLibrary, kInline, kInterleaved3 };
+enum class CrcImpl { kOneAtATime, kInterleaved3 };
 
 int64_t crc_scan(const std::byte* p, uint64_t from, uint64_t to, CrcImpl impl) {
   int64_t good = 0;
@@ -1119,9 +1084,8 @@ int64_t crc_scan(const std::byte* p, uint64_t from, uint64_t to, CrcImpl impl) {
       const uint64_t oc = ob + journal::record_size(lb);
       if (oc >= to) break;
       const uint32_t lc = wire::load<uint32_t>(p + oc);
-      if (la != lb || la != lc) break;
       uint32_t crc[3];
-      record_crc_x3(p + off, p + ob, p + oc, la, crc);
+      journal::record_crc3(p + off, p + ob, p + oc, crc);
       good += (wire::load<uint32_t>(p + off + 4) == crc[0]) +
               (wire::load<uint32_t>(p + ob + 4) == crc[1]) +
               (wire::load<uint32_t>(p + oc + 4) == crc[2]);
@@ -1130,8 +1094,7 @@ int64_t crc_scan(const std::byte* p, uint64_t from, uint64_t to, CrcImpl impl) {
   }
   while (off < to) {
     const uint32_t length = wire::load<uint32_t>(p + off);
-    const uint32_t crc = impl == CrcImpl::kLibrary ? journal::record_crc(p + off, length)
-                                                   : record_crc_inline(p + off, length);
+    const uint32_t crc = journal::record_crc(p + off, length);
     good += wire::load<uint32_t>(p + off + 4) == crc;
     off += journal::record_size(length);
   }
@@ -1247,11 +1210,7 @@ void register_benchmarks() {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(5);
-  RegisterBenchmark("RecordCrcScan", BM_RecordCrcScan, CrcImpl::kLibrary)
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(5);
-  RegisterBenchmark("RecordCrcScan/inline", BM_RecordCrcScan, CrcImpl::kInline)
+  RegisterBenchmark("RecordCrcScan", BM_RecordCrcScan, CrcImpl::kOneAtATime)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(5);

@@ -61,18 +61,4 @@ std::string_view header_check_name(HeaderCheck check) {
   return "?";
 }
 
-size_t encode_record(const RecordMeta& meta, std::span<const std::byte> frame,
-                     std::span<std::byte> out) {
-  std::byte* p = out.data();
-  const size_t size = record_size(frame.size());
-  store(p, static_cast<uint32_t>(frame.size()));
-  store(p + 8, meta.sequence);
-  store(p + 16, meta.ingest_ns);
-  store(p + 24, meta.client_id);
-  std::memcpy(p + kRecordHeaderSize, frame.data(), frame.size());
-  std::memset(p + kRecordHeaderSize + frame.size(), 0, size - kRecordHeaderSize - frame.size());
-  store(p + 4, record_crc(p, frame.size()));
-  return size;
-}
-
 }  // namespace sluice::journal

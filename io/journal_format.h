@@ -22,8 +22,10 @@
 #ifndef SLUICE_IO_JOURNAL_FORMAT_H_
 #define SLUICE_IO_JOURNAL_FORMAT_H_
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <span>
 #include <string>
@@ -31,6 +33,10 @@
 
 #include "core/crc32c.h"
 #include "core/wire_format.h"
+
+#if defined(__SSE4_2__)
+#include <nmmintrin.h>
+#endif
 
 namespace sluice::journal {
 
@@ -72,17 +78,113 @@ enum class HeaderCheck { kOk, kBadMagic, kBadVersion, kBadSize, kBadCrc };
 HeaderCheck decode_segment_header(std::span<const std::byte> in, SegmentHeader* header);
 std::string_view header_check_name(HeaderCheck check);
 
-// Writes one record (header, frame, zero padding) and returns its size.
-// REQUIRES: 4 <= frame.size() <= 1024; out.size() >= record_size(frame.size()).
-size_t encode_record(const RecordMeta& meta, std::span<const std::byte> frame,
-                     std::span<std::byte> out);
+namespace detail {
+#if defined(__SSE4_2__)
+inline uint64_t crc_tail(uint64_t reg, const std::byte* p, size_t n) noexcept {
+  for (; n >= 8; p += 8, n -= 8) reg = _mm_crc32_u64(reg, wire::load<uint64_t>(p));
+  for (; n > 0; ++p, --n) reg = _mm_crc32_u8(static_cast<uint32_t>(reg), static_cast<uint8_t>(*p));
+  return reg;
+}
+#endif
+}  // namespace detail
 
 // The CRC a record at `record` (frame length already read from its first 4 bytes) must carry:
 // over the length field and everything after the CRC field. Inline: the reader's and the
 // writer's per-record cost is mostly this.
-inline uint32_t record_crc(const std::byte* record, size_t frame_length) {
+inline uint32_t record_crc(const std::byte* record, size_t frame_length) noexcept {
+#if defined(__SSE4_2__)
+  // One crc32l for the length field (the same CRC as its four bytes one at a time).
+  const uint64_t reg = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(record));
+  return ~static_cast<uint32_t>(
+      detail::crc_tail(reg, record + 8, kRecordHeaderSize - 8 + frame_length));
+#else
   const uint32_t crc = crc32c_extend_short(0, record, 4);
   return crc32c_extend_short(crc, record + 8, kRecordHeaderSize - 8 + frame_length);
+#endif
+}
+
+// Writes one record (header, frame, zero padding) and returns its size. Inline, and the CRC is
+// computed from the words as they are copied (no second pass over the record): the writer's
+// per-event cost is mostly this. The CRC chains of consecutive records are independent, so the
+// CPU overlaps them.
+// REQUIRES: 4 <= frame.size() <= 1024; out.size() >= record_size(frame.size()).
+inline size_t encode_record(const RecordMeta& meta, std::span<const std::byte> frame,
+                            std::span<std::byte> out) noexcept {
+  const size_t length = frame.size();
+  std::byte* const p = out.data();
+  wire::store(p, static_cast<uint32_t>(length));
+  wire::store(p + 8, meta.sequence);
+  wire::store(p + 16, meta.ingest_ns);
+  wire::store(p + 24, meta.client_id);
+  // Whole words, then the last partial word through a zeroed one: the padding comes out zero
+  // without a memset, and nothing past the frame's end is read.
+  std::byte* dst = p + kRecordHeaderSize;
+  const std::byte* src = frame.data();
+  size_t n = length;
+#if defined(__SSE4_2__)
+  uint64_t reg = _mm_crc32_u32(0xFFFFFFFFu, static_cast<uint32_t>(length));
+  reg = _mm_crc32_u64(reg, static_cast<uint64_t>(meta.sequence));
+  reg = _mm_crc32_u64(reg, static_cast<uint64_t>(meta.ingest_ns));
+  reg = _mm_crc32_u64(reg, meta.client_id);
+  for (; n >= 8; src += 8, dst += 8, n -= 8) {
+    const uint64_t word = wire::load<uint64_t>(src);
+    wire::store(dst, word);
+    reg = _mm_crc32_u64(reg, word);
+  }
+  if (n > 0) {
+    uint64_t last = 0;
+    std::memcpy(&last, src, n);
+    wire::store(dst, last);
+    if (n >= 4) {
+      reg = _mm_crc32_u32(static_cast<uint32_t>(reg), static_cast<uint32_t>(last));
+      last >>= 32;
+      n -= 4;
+    }
+    for (; n > 0; --n, last >>= 8) {
+      reg = _mm_crc32_u8(static_cast<uint32_t>(reg), static_cast<uint8_t>(last));
+    }
+  }
+  wire::store(p + 4, ~static_cast<uint32_t>(reg));
+#else
+  for (; n >= 8; src += 8, dst += 8, n -= 8) std::memcpy(dst, src, 8);
+  if (n > 0) {
+    uint64_t last = 0;
+    std::memcpy(&last, src, n);
+    wire::store(dst, last);
+  }
+  wire::store(p + 4, record_crc(p, length));
+#endif
+  return record_size(length);
+}
+
+// record_crc of three records at once, each frame length read from its record's first 4 bytes.
+// The crc32 instruction has a latency of 3 cycles and a throughput of one a cycle, so one
+// record's chain uses a third of it; three interleaved chains use all of it.
+// REQUIRES: each record's length field is in 4..1024 and its bytes are readable.
+inline void record_crc3(const std::byte* a, const std::byte* b, const std::byte* c,
+                        uint32_t out[3]) noexcept {
+  const uint32_t la = wire::load<uint32_t>(a);
+  const uint32_t lb = wire::load<uint32_t>(b);
+  const uint32_t lc = wire::load<uint32_t>(c);
+#if defined(__SSE4_2__)
+  uint64_t ra = _mm_crc32_u32(0xFFFFFFFFu, la);
+  uint64_t rb = _mm_crc32_u32(0xFFFFFFFFu, lb);
+  uint64_t rc = _mm_crc32_u32(0xFFFFFFFFu, lc);
+  const size_t common = kRecordHeaderSize - 8 + std::min({la, lb, lc});
+  size_t i = 8;
+  for (; i + 8 <= 8 + common; i += 8) {
+    ra = _mm_crc32_u64(ra, wire::load<uint64_t>(a + i));
+    rb = _mm_crc32_u64(rb, wire::load<uint64_t>(b + i));
+    rc = _mm_crc32_u64(rc, wire::load<uint64_t>(c + i));
+  }
+  out[0] = ~static_cast<uint32_t>(detail::crc_tail(ra, a + i, kRecordHeaderSize + la - i));
+  out[1] = ~static_cast<uint32_t>(detail::crc_tail(rb, b + i, kRecordHeaderSize + lb - i));
+  out[2] = ~static_cast<uint32_t>(detail::crc_tail(rc, c + i, kRecordHeaderSize + lc - i));
+#else
+  out[0] = record_crc(a, la);
+  out[1] = record_crc(b, lb);
+  out[2] = record_crc(c, lc);
+#endif
 }
 
 }  // namespace sluice::journal

@@ -225,8 +225,8 @@ void JournalWriter::fail(absl::Status status) {
   }
 }
 
-AppendResult JournalWriter::append(const RecordMeta& meta,
-                                   std::span<const std::byte> frame) noexcept {
+AppendResult JournalWriter::append_slow(const RecordMeta& meta,
+                                        std::span<const std::byte> frame) noexcept {
   if (failed()) return AppendResult::kFailed;
   if (meta.sequence != next_sequence_ || frame.size() < wire::kHeaderSize ||
       frame.size() > wire::kMaxFrameSize) {

@@ -73,7 +73,26 @@ class JournalWriter {
 
   // Appends one record. REQUIRES: meta.sequence == next_sequence(); 4 <= frame.size() <= 1024.
   // A broken REQUIRES fails the writer (InvalidArgument) rather than write a bad journal.
-  AppendResult append(const RecordMeta& meta, std::span<const std::byte> frame) noexcept;
+  // Inline: the common case (the record fits the open batch) is a few compares and
+  // encode_record().
+  AppendResult append(const RecordMeta& meta, std::span<const std::byte> frame) noexcept {
+    const size_t size = record_size(frame.size());
+    if (meta.sequence == next_sequence_ && frame.size() - wire::kHeaderSize <=
+                                               wire::kMaxFrameSize - wire::kHeaderSize &&
+        open_.size < options_.max_batch_bytes && end_offset_ + size <= segment_capacity_ &&
+        !roll_needed_ && !failed()) [[likely]] {
+      // open_.size < max_batch_bytes leaves room: the buffer holds max_batch_bytes plus one
+      // maximal record.
+      if (open_.size == 0) open_.offset = end_offset_;
+      encode_record(meta, frame, std::span<std::byte>(open_.data + open_.size, size));
+      open_.size += size;
+      open_.last_sequence = meta.sequence;
+      end_offset_ += size;
+      ++next_sequence_;
+      return AppendResult::kOk;
+    }
+    return append_slow(meta, frame);
+  }
 
   // Reaps finished I/O and starts the next batch; never blocks on the disk. Returns the number
   // of events it moved forward (records newly written or made durable, batches started).
@@ -125,6 +144,7 @@ class JournalWriter {
   absl::Status open_segment(uint64_t first_sequence);
   absl::Status roll();
   void fail(absl::Status status);
+  AppendResult append_slow(const RecordMeta& meta, std::span<const std::byte> frame) noexcept;
 
   bool idle() const noexcept { return !in_flight_active_; }
   void start_batch();

@@ -140,7 +140,7 @@ ORDER = ["JournalAppend/none/uring", "JournalAppend/none/pwrite", "PwriteBaselin
          "DurableLatency/sync/100k/zeroed", "DurableLatency/batch/1M", "DurableLatency/sync/1M",
          "RawFdatasync/fallocated", "RawFdatasync/overwrite",
          "JournalRead", "MemoryReadBaseline", "FreshMmapRead", "FreshMmapRead/populate",
-         "RecordCrcScan", "RecordCrcScan/inline", "RecordCrcScan/interleaved3"]
+         "RecordCrcScan", "RecordCrcScan/interleaved3"]
 runs = OrderedDict(sorted(runs.items(), key=lambda kv: (
     ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
 

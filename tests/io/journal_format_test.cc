@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -153,6 +155,64 @@ TEST(Record, CrcCoversLengthMetaAndFrameButNotItself) {
       EXPECT_EQ(record_crc(changed.data(), 20), crc) << i;
     } else {
       EXPECT_NE(record_crc(changed.data(), 20), crc) << i;
+    }
+  }
+}
+
+// CRC32C of record bytes 0..3 and 8..(32 + frame length), through the portable table code: an
+// independent reference for the inline crc32-instruction paths.
+uint32_t reference_record_crc(const std::byte* record, size_t frame_length) {
+  const uint32_t crc = crc32c_extend_portable(0, record, 4);
+  return crc32c_extend_portable(crc, record + 8, kRecordHeaderSize - 8 + frame_length);
+}
+
+TEST(Record, EveryFrameLengthEncodesTheSameBytesAndCrcAsTheReference) {
+  for (size_t length = wire::kHeaderSize; length <= wire::kMaxFrameSize; ++length) {
+    // The frame ends exactly at the end of its allocation, so an encoder that read past it
+    // would be caught by AddressSanitizer (the asan preset runs this test).
+    auto frame = std::make_unique<std::byte[]>(length);
+    for (size_t i = 0; i < length; ++i) frame[i] = static_cast<std::byte>(i * 7 + length);
+    const RecordMeta meta{.sequence = static_cast<int64_t>(length) * 1'000'003,
+                          .ingest_ns = -static_cast<int64_t>(length),
+                          .client_id = length * 0x9E3779B97F4A7C15ull};
+    std::vector<std::byte> out(record_size(length) + 8, std::byte{0xEE});
+    ASSERT_EQ(encode_record(meta, std::span<const std::byte>(frame.get(), length), out),
+              record_size(length));
+    const std::byte* p = out.data();
+    ASSERT_EQ(load<uint32_t>(p), length);
+    ASSERT_EQ(load<int64_t>(p + 8), meta.sequence);
+    ASSERT_EQ(load<int64_t>(p + 16), meta.ingest_ns);
+    ASSERT_EQ(load<uint64_t>(p + 24), meta.client_id);
+    ASSERT_EQ(std::memcmp(p + kRecordHeaderSize, frame.get(), length), 0) << length;
+    for (size_t i = kRecordHeaderSize + length; i < record_size(length); ++i) {
+      ASSERT_EQ(p[i], std::byte{0}) << "padding byte " << i << " of length " << length;
+    }
+    ASSERT_EQ(p[record_size(length)], std::byte{0xEE}) << "wrote past the record, " << length;
+    ASSERT_EQ(load<uint32_t>(p + 4), reference_record_crc(p, length)) << length;
+    ASSERT_EQ(record_crc(p, length), reference_record_crc(p, length)) << length;
+  }
+}
+
+TEST(Record, ThreeAtOnceEqualsOneAtATimeForMixedLengths) {
+  std::mt19937_64 rng(7);
+  std::uniform_int_distribution<size_t> length_of(wire::kHeaderSize, wire::kMaxFrameSize);
+  std::vector<size_t> lengths = {4, 5, 8, 1024, 1023, 60, 61, 4, 4};
+  for (int i = 0; i < 600; ++i) lengths.push_back(i % 5 == 0 ? 4 + i % 9 : length_of(rng));
+  std::vector<std::vector<std::byte>> records;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    std::vector<std::byte> frame(lengths[i]);
+    for (auto& b : frame) b = static_cast<std::byte>(rng());
+    std::vector<std::byte> record(record_size(lengths[i]));
+    encode_record(RecordMeta{static_cast<int64_t>(i), static_cast<int64_t>(rng()), rng()}, frame,
+                  record);
+    records.push_back(std::move(record));
+  }
+  for (size_t i = 0; i + 2 < records.size(); ++i) {
+    uint32_t crc[3];
+    record_crc3(records[i].data(), records[i + 1].data(), records[i + 2].data(), crc);
+    for (size_t k = 0; k < 3; ++k) {
+      ASSERT_EQ(crc[k], reference_record_crc(records[i + k].data(), lengths[i + k]))
+          << "record " << i + k << " of length " << lengths[i + k] << " in lane " << k;
     }
   }
 }

@@ -546,6 +546,36 @@ TEST_F(JournalReaderTest, FlippedByteInAnEarlyRecordIsCorruptionNamingFileAndOff
   EXPECT_EQ(reader->next(&r), ReadResult::kCorrupt);  // sticky
 }
 
+// The reader checks records a dozen at a time, CRCs three at once: a bad record must stop it at
+// exactly that record wherever it sits in such a group, after handing out every good one.
+TEST_F(JournalReaderTest, ABadRecordAnywhereInAVerifiedGroupStopsExactlyThere) {
+  constexpr int kRecords = 40;
+  for (int bad_index = 0; bad_index < 30; ++bad_index) {
+    for (const int field : {0, 1, 2}) {  // CRC-covered frame byte, sequence, frame length field
+      std::filesystem::remove_all(dir_);
+      JournalBuilder b(dir_, 1 << 20);
+      b.append_many(kRecords);
+      b.write();
+      const Written& bad = b.written()[static_cast<size_t>(bad_index)];
+      const std::string& path = b.paths()[bad.segment];
+      if (field == 0) flip_byte(path, bad.offset + kRecordHeaderSize + bad.frame.size() - 1);
+      if (field == 1) {
+        store_at<int64_t>(path, bad.offset + 8, bad.sequence + 1);
+        fix_record_crc(path, bad.offset, static_cast<uint32_t>(bad.frame.size()));
+      }
+      if (field == 2) store_at<uint32_t>(path, bad.offset, 1025);
+      SCOPED_TRACE(absl::StrCat("record ", bad_index, ", field ", field));
+      auto reader = open_reader();
+      std::vector<Written> got;
+      ASSERT_EQ(read_all(*reader, &got), ReadResult::kCorrupt) << reader->status();
+      expect_same(b.written(), got, static_cast<size_t>(bad_index));
+      EXPECT_EQ(reader->position_offset(), bad.offset);
+      EXPECT_THAT(std::string(reader->status().message()),
+                  StartsWith(absl::StrCat(path, " offset ", bad.offset, ": ")));
+    }
+  }
+}
+
 TEST_F(JournalReaderTest, SeekThroughACorruptRecordReportsIt) {
   JournalBuilder b(dir_, kSegmentSize);
   b.append_many(200);
