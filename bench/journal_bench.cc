@@ -760,6 +760,7 @@ void BM_DurableLatency(benchmark::State& state, Durability durability, int64_t r
         static_cast<double>(events) / static_cast<double>(std::max<int64_t>(1, observer.commits()));
     state.counters["lag_p99_us"] = static_cast<double>(lag.value_at_percentile(99.0)) / 1e3;
     state.counters["rolls"] = static_cast<double>(segments - 1);
+    state.counters["prepared_rolls"] = static_cast<double>(writer.prepared_rolls());
     drop_segments(dir);
     opened->reset();
     remove_dir(dir);

@@ -1,6 +1,9 @@
 #include "io/journal_writer.h"
 
 #include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>  // renameat2
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/absl_compat.h"
@@ -67,6 +71,7 @@ JournalWriter::JournalWriter(const WriterOptions& options) : options_(options) {
 
 JournalWriter::~JournalWriter() {
   if (fd_ >= 0) (void)close();
+  stop_preparing();
   if (dir_fd_ >= 0) ::close(dir_fd_);
 }
 
@@ -116,6 +121,11 @@ absl::StatusOr<std::unique_ptr<JournalWriter>> JournalWriter::open(const WriterO
     w->fallback_reason_ = "io_uring disabled by configuration";
   }
 
+  // A prepared segment left by an earlier run may be unfinished; it is cheaper to redo than
+  // to check.
+  if (::unlink(w->prepared_path().c_str()) != 0 && errno != ENOENT) {
+    return io_error(errno, "remove", w->prepared_path());
+  }
   if (absl::Status s = w->recover(); !s.ok()) return s;
   return w;
 }
@@ -181,6 +191,25 @@ absl::Status JournalWriter::recover() {
 absl::Status JournalWriter::open_segment(uint64_t first_sequence) {
   const std::string path =
       (std::filesystem::path(options_.dir) / segment_file_name(first_sequence)).string();
+  if (prepare_state_.load(std::memory_order_acquire) == kPrepareReady) {
+    const int fd = use_prepared_segment(path, first_sequence);
+    if (fd >= 0) {
+      // The directory entry is made durable whatever the mode, as below.
+      if (fsync(dir_fd_) != 0) {
+        const absl::Status s = io_error(errno, "fsync", options_.dir);
+        ::close(fd);
+        ::unlink(path.c_str());
+        return s;
+      }
+      if (fd_ >= 0) ::close(fd_);
+      fd_ = fd;
+      segment_path_ = path;
+      segment_capacity_ = options_.segment_size;
+      end_offset_ = kSegmentHeaderSize;
+      ++prepared_rolls_;
+      return absl::OkStatus();
+    }
+  }
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return io_error(errno, "create segment", path);
   absl::Status s;
@@ -215,7 +244,126 @@ absl::Status JournalWriter::roll() {
   // Everything of the old segment is on its way or done (callers roll only when idle); in a
   // durable mode it was already fdatasync'ed batch by batch.
   roll_needed_ = false;
+  prepare_retry_ = true;
   return open_segment(static_cast<uint64_t>(next_sequence_));
+}
+
+std::string JournalWriter::prepared_path() const {
+  return (std::filesystem::path(options_.dir) / kPreparedSegmentName).string();
+}
+
+void JournalWriter::maybe_start_preparing() {
+  const int state = prepare_state_.load(std::memory_order_acquire);
+  if (state == kPrepareFailed) {
+    prepare_thread_.join();
+    prepare_error_ = prepare_thread_error_;
+    ++prepare_failures_;
+    prepare_state_.store(kPrepareNone, std::memory_order_relaxed);
+    prepare_retry_ = false;  // not again before the next roll: the cause may last (ENOSPC)
+    return;
+  }
+  if (state != kPrepareNone || !prepare_retry_ || !options_.prepare_segments ||
+      options_.durability == Durability::kNone || end_offset_ < segment_capacity_ / 2) {
+    return;
+  }
+  prepare_stop_.store(false, std::memory_order_relaxed);
+  prepare_state_.store(kPrepareRunning, std::memory_order_relaxed);
+  try {
+    prepare_thread_ = std::thread([this] { prepare_segment(); });
+  } catch (const std::system_error& e) {
+    prepare_state_.store(kPrepareNone, std::memory_order_relaxed);
+    prepare_error_ = absl::StrCat("cannot start the segment preparation thread: ", e.what());
+    ++prepare_failures_;
+    prepare_retry_ = false;
+  }
+}
+
+void JournalWriter::prepare_segment() {
+  // Background work: it must not take CPU from the stages, so it runs only when a CPU is idle
+  // (SCHED_IDLE; where that is refused, nice 10). Per-thread on Linux.
+  const sched_param idle{};
+  if (!options_.prepare_in_idle_time || ::sched_setscheduler(0, SCHED_IDLE, &idle) != 0) {
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  }
+  const std::string path = prepared_path();
+  absl::Status s;
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    s = io_error(errno, "create", path);
+  } else {
+    constexpr size_t kChunk = 1 << 20;
+    const std::vector<std::byte> zeros(kChunk);
+    for (uint64_t at = 0; s.ok() && at < options_.segment_size; at += kChunk) {
+      if (prepare_stop_.load(std::memory_order_relaxed)) {
+        s = absl::CancelledError("stopped");
+        break;
+      }
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, options_.segment_size - at));
+      s = pwrite_all(fd, zeros.data(), n, at, path);
+      // Each chunk goes to the disk before the next is written, so the device never holds a
+      // whole segment of zeros in front of the journal's own commits.
+      if (s.ok() && ::sync_file_range(fd, static_cast<off_t>(at), static_cast<off_t>(n),
+                                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+                                          SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
+        s = io_error_at(errno, "sync_file_range", path, at);
+      }
+    }
+    if (s.ok()) s = sync_fd(fd, path);
+    ::close(fd);
+  }
+  if (!s.ok()) {
+    ::unlink(path.c_str());
+    prepare_thread_error_ = std::string(s.message());
+    prepare_state_.store(kPrepareFailed, std::memory_order_release);
+    return;
+  }
+  prepare_state_.store(kPrepareReady, std::memory_order_release);
+}
+
+int JournalWriter::use_prepared_segment(const std::string& path, uint64_t first_sequence) {
+  prepare_thread_.join();
+  prepare_state_.store(kPrepareNone, std::memory_order_relaxed);
+  const std::string prepared = prepared_path();
+  auto give_up = [&](absl::Status why, int fd) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(prepared.c_str());
+    prepare_error_ = std::string(why.message());
+    ++prepare_failures_;
+    return -1;
+  };
+  const int fd = ::open(prepared.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd < 0) return give_up(io_error(errno, "open", prepared), -1);
+  struct stat st{};
+  if (fstat(fd, &st) != 0) return give_up(io_error(errno, "stat", prepared), fd);
+  if (static_cast<uint64_t>(st.st_size) != options_.segment_size) {
+    return give_up(absl::DataLossError(absl::StrCat(prepared, " holds ", st.st_size,
+                                                    " bytes, not the segment size")),
+                   fd);
+  }
+  std::byte header[kSegmentHeaderSize];
+  encode_segment_header(SegmentHeader{.first_sequence = first_sequence,
+                                      .created_ns = realtime_ns(),
+                                      .segment_size = options_.segment_size},
+                        header);
+  if (absl::Status s = pwrite_all(fd, header, sizeof(header), 0, prepared); !s.ok()) {
+    return give_up(s, fd);
+  }
+  if (absl::Status s = sync_fd(fd, prepared); !s.ok()) return give_up(s, fd);
+  // Never over an existing file: a segment of that name would be lost.
+  if (::renameat2(dir_fd_, std::string(kPreparedSegmentName).c_str(), dir_fd_,
+                  std::filesystem::path(path).filename().c_str(), RENAME_NOREPLACE) != 0) {
+    return give_up(io_error(errno, "rename to " + path, prepared), fd);
+  }
+  return fd;
+}
+
+void JournalWriter::stop_preparing() {
+  if (prepare_thread_.joinable()) {
+    prepare_stop_.store(true, std::memory_order_relaxed);
+    prepare_thread_.join();
+  }
+  prepare_state_.store(kPrepareNone, std::memory_order_relaxed);
+  if (dir_fd_ >= 0) ::unlink(prepared_path().c_str());
 }
 
 void JournalWriter::fail(absl::Status status) {
@@ -269,6 +417,7 @@ absl::Status JournalWriter::signal_completions_to(int eventfd) {
 
 int JournalWriter::poll() {
   if (failed()) return 0;
+  if (options_.prepare_segments) maybe_start_preparing();
   int work = 0;
   if (uring_ != nullptr) {
     work += static_cast<int>(uring_->drain([this](const io_uring_cqe& cqe) { handle_cqe(cqe); }));
@@ -421,6 +570,7 @@ absl::Status JournalWriter::flush() {
 
 absl::Status JournalWriter::close() {
   absl::Status s = flush();
+  stop_preparing();
   if (fd_ >= 0) {
     if (s.ok()) {
       s = sync_fd(fd_, segment_path_);

@@ -41,13 +41,17 @@ namespace sluice {
 
 // The journal stage's statistics (single writer: the stage's thread).
 struct JournalCounters {
-  static constexpr std::array<std::string_view, 4> kFieldNames = {
-      "events_total", "written_sequence", "durable_sequence", "failed"};
+  static constexpr std::array<std::string_view, 6> kFieldNames = {
+      "events_total", "written_sequence", "durable_sequence", "failed",
+      "prepared_rolls_total", "prepare_failures_total"};
   Counter events;            // records handed to the writer
   Counter written_sequence;  // journal sequence, as JournalWriter::written()
   Counter durable_sequence;  // journal sequence, as JournalWriter::durable()
   Counter failed;            // 1 once the writer failed
+  Counter prepared_rolls;    // rolls onto a segment prepared in the background
+  Counter prepare_failures;  // segment preparations that failed (the roll fell back)
 };
+static_assert(sizeof(JournalCounters) == JournalCounters::kFieldNames.size() * sizeof(Counter));
 
 template <typename SequencerT = SingleProducerSequencer>
 class JournalStage final : public Agent {
@@ -117,6 +121,12 @@ class JournalStage final : public Agent {
 
  private:
   void publish_progress() noexcept {
+    if (writer_.prepared_rolls() != counters_->prepared_rolls.get()) {
+      counters_->prepared_rolls.set(writer_.prepared_rolls());
+    }
+    if (writer_.prepare_failures() != counters_->prepare_failures.get()) {
+      counters_->prepare_failures.set(writer_.prepare_failures());
+    }
     // Single writer for both: a plain release store when the value moved.
     const int64_t written = writer_.written().get() - base_;
     if (written != written_.get()) {

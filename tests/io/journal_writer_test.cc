@@ -368,3 +368,201 @@ TEST(JournalWriterReopen, ATailSegmentKeepsItsOwnSizeAndNewSegmentsTakeTheConfig
 
 }  // namespace
 }  // namespace sluice::journal
+
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+
+namespace sluice::journal {
+namespace {
+
+// ---- Segment preparation ---------------------------------------------------------------------
+
+// Whether any extent of the file is unwritten (allocated by fallocate, never written), per
+// FIEMAP; nullopt if the filesystem cannot say.
+std::optional<bool> has_unwritten_extents(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::nullopt;
+  constexpr size_t kExtents = 256;
+  std::vector<std::byte> buffer(sizeof(fiemap) + kExtents * sizeof(fiemap_extent));
+  auto* map = reinterpret_cast<fiemap*>(buffer.data());
+  map->fm_start = 0;
+  map->fm_length = FIEMAP_MAX_OFFSET;
+  map->fm_flags = FIEMAP_FLAG_SYNC;
+  map->fm_extent_count = kExtents;
+  const int rc = ::ioctl(fd, FS_IOC_FIEMAP, map);
+  ::close(fd);
+  if (rc != 0) return std::nullopt;
+  for (uint32_t i = 0; i < map->fm_mapped_extents; ++i) {
+    if ((map->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0) return true;
+  }
+  return false;
+}
+
+// Appends from `from` until the writer's segment reaches `bytes`; returns the next sequence.
+int64_t append_until_offset(JournalWriter& w, int64_t from, uint64_t bytes) {
+  int64_t s = from;
+  while (std::filesystem::path(w.segment_path()).filename() == segment_file_name(1) &&
+         static_cast<uint64_t>((s - 1)) * record_size(frame_for(1).size()) + kSegmentHeaderSize <
+             bytes) {
+    append_range(w, s, s);
+    ++s;
+  }
+  return s;
+}
+
+// Polls until the writer has a prepared segment (or 20 s pass).
+bool wait_for_prepared(JournalWriter& w) {
+  for (int i = 0; i < 20'000 && !w.prepared_segment_ready(); ++i) {
+    w.poll();
+    usleep(1000);
+  }
+  return w.prepared_segment_ready();
+}
+
+WriterOptions preparing_options(const std::string& dir, Durability d = Durability::kSync) {
+  return WriterOptions{.dir = dir,
+                       .segment_size = 256 * 1024,
+                       .durability = d,
+                       .max_batch_bytes = 16 * 1024,
+                       .prepare_in_idle_time = false};  // ctest -j2 may keep both CPUs busy
+}
+
+TEST(JournalWriterPrepare, ARollUsesTheZeroFilledSegmentPreparedInTheBackground) {
+  TempDir dir;
+  auto w = JournalWriter::open(preparing_options(dir.path()));
+  ASSERT_TRUE(w.ok()) << w.status();
+  const std::string prepared = dir.path() + "/" + std::string(kPreparedSegmentName);
+  int64_t next = append_until_offset(**w, 1, 100 * 1024);
+  (*w)->poll();
+  EXPECT_FALSE(std::filesystem::exists(prepared)) << "prepared before the segment was half full";
+  next = append_until_offset(**w, next, 140 * 1024);
+  ASSERT_TRUE(wait_for_prepared(**w)) << (*w)->prepare_error();
+  EXPECT_EQ(std::filesystem::file_size(prepared), 256u * 1024);
+  const std::string first_segment = (*w)->segment_path();
+
+  append_range(**w, next, next + 3000);  // ~100-byte records: past the roll
+  ASSERT_TRUE((*w)->flush().ok()) << (*w)->status();
+  EXPECT_EQ((*w)->prepared_rolls(), 1);
+  EXPECT_EQ((*w)->prepare_failures(), 0);
+  EXPECT_TRUE((*w)->prepare_error().empty()) << (*w)->prepare_error();
+  const std::string second_segment = (*w)->segment_path();
+  ASSERT_NE(second_segment, first_segment);
+  ASSERT_TRUE((*w)->close().ok());
+  EXPECT_FALSE(std::filesystem::exists(prepared)) << "close leaves the next preparation behind";
+
+  expect_journal_holds(dir.path(), next + 3000);
+  // The point of it: the prepared segment's blocks are all written (its unused part too),
+  // where a fallocate'd segment's unused part is unwritten extents. Checked where the
+  // filesystem has unwritten extents at all (a fallocate'd control file says).
+  const std::string control = dir.path() + "/control";
+  const int fd = ::open(control.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  ASSERT_GE(fd, 0);
+  const bool allocated = ::fallocate(fd, 0, 0, 256 * 1024) == 0;
+  ::close(fd);
+  const std::optional<bool> control_unwritten = has_unwritten_extents(control);
+  if (!allocated || !control_unwritten.has_value() || !*control_unwritten) {
+    GTEST_SKIP() << "this filesystem shows no unwritten extents for a fallocate'd file";
+  }
+  EXPECT_EQ(has_unwritten_extents(second_segment), std::optional<bool>(false));
+}
+
+TEST(JournalWriterPrepare, NothingIsPreparedWithDurabilityNone) {
+  TempDir dir;
+  auto w = JournalWriter::open(preparing_options(dir.path(), Durability::kNone));
+  ASSERT_TRUE(w.ok()) << w.status();
+  append_range(**w, 1, 6000);
+  ASSERT_TRUE((*w)->flush().ok());
+  EXPECT_EQ((*w)->prepared_rolls(), 0);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/" + std::string(kPreparedSegmentName)));
+  ASSERT_TRUE((*w)->close().ok());
+  expect_journal_holds(dir.path(), 6000);
+}
+
+TEST(JournalWriterPrepare, ALeftoverPreparedFileIsRemovedAtOpenAndNeverRead) {
+  TempDir dir;
+  {
+    auto w = JournalWriter::open(preparing_options(dir.path()));
+    ASSERT_TRUE(w.ok()) << w.status();
+    append_range(**w, 1, 300);
+    ASSERT_TRUE((*w)->close().ok());
+  }
+  // What a crash mid-preparation leaves: a partial file of garbage.
+  const std::string prepared = dir.path() + "/" + std::string(kPreparedSegmentName);
+  {
+    const int fd = ::open(prepared.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ASSERT_GE(fd, 0);
+    const std::vector<std::byte> junk(5000, std::byte{0x5A});
+    ASSERT_EQ(::write(fd, junk.data(), junk.size()), static_cast<ssize_t>(junk.size()));
+    ::close(fd);
+  }
+  auto scan = scan_journal(dir.path());
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(scan->last_sequence, 300);
+  auto w = JournalWriter::open(preparing_options(dir.path()));
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_FALSE(std::filesystem::exists(prepared));
+  append_range(**w, 301, 6000);  // rolls, with or without a preparation ready in time
+  ASSERT_TRUE((*w)->close().ok());
+  expect_journal_holds(dir.path(), 6000);
+}
+
+TEST(JournalWriterPrepare, APreparedFileThatChangedIsNotUsedAndTheRollFallsBack) {
+  TempDir dir;
+  auto w = JournalWriter::open(preparing_options(dir.path()));
+  ASSERT_TRUE(w.ok()) << w.status();
+  int64_t next = append_until_offset(**w, 1, 140 * 1024);
+  ASSERT_TRUE(wait_for_prepared(**w)) << (*w)->prepare_error();
+  const std::string prepared = dir.path() + "/" + std::string(kPreparedSegmentName);
+  ASSERT_EQ(::truncate(prepared.c_str(), 100), 0);
+
+  append_range(**w, next, next + 3000);
+  ASSERT_TRUE((*w)->flush().ok()) << (*w)->status();
+  EXPECT_EQ((*w)->prepared_rolls(), 0);
+  EXPECT_EQ((*w)->prepare_failures(), 1);
+  EXPECT_NE((*w)->prepare_error().find("not the segment size"), std::string::npos)
+      << (*w)->prepare_error();
+  ASSERT_TRUE((*w)->close().ok());
+  expect_journal_holds(dir.path(), next + 3000);
+}
+
+// A preparation that fails (here EFBIG: the file-size limit is below the segment size) is
+// reported, not retried before the next roll, and costs the journal nothing.
+TEST(JournalWriterPrepare, AFailedPreparationIsReportedAndTheJournalCarriesOn) {
+  TempDir dir;
+  auto w = JournalWriter::open(preparing_options(dir.path()));
+  ASSERT_TRUE(w.ok()) << w.status();
+  int64_t next = append_until_offset(**w, 1, 120 * 1024);
+
+  struct sigaction ignore{}, old{};
+  ignore.sa_handler = SIG_IGN;
+  ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &old), 0);
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  rlimit low = saved;
+  low.rlim_cur = 200 * 1024;  // above the journal's tail, below the prepared file's end
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &low), 0);
+  next = append_until_offset(**w, next, 140 * 1024);  // past half: the preparation starts
+  for (int i = 0; i < 20'000 && (*w)->prepare_error().empty(); ++i) {
+    (*w)->poll();
+    usleep(1000);
+  }
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
+  ASSERT_EQ(sigaction(SIGXFSZ, &old, nullptr), 0);
+
+  EXPECT_NE((*w)->prepare_error().find(std::string(kPreparedSegmentName)), std::string::npos)
+      << (*w)->prepare_error();
+  EXPECT_FALSE((*w)->failed()) << (*w)->status();
+  EXPECT_EQ((*w)->prepare_failures(), 1);
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + "/" + std::string(kPreparedSegmentName)));
+  for (int i = 0; i < 50; ++i) (*w)->poll();
+  EXPECT_FALSE((*w)->prepared_segment_ready()) << "retried before the next roll";
+  append_range(**w, next, next + 3000);  // rolls onto a fallocate'd segment
+  ASSERT_TRUE((*w)->flush().ok()) << (*w)->status();
+  EXPECT_EQ((*w)->prepared_rolls(), 0);
+  ASSERT_TRUE((*w)->close().ok());
+  expect_journal_holds(dir.path(), next + 3000);
+}
+
+}  // namespace
+}  // namespace sluice::journal
