@@ -132,12 +132,14 @@ for b in doc["benchmarks"]:
     (e["errors"] if b.get("error_occurred") else e["runs"]).append(b)
 
 ORDER = ["JournalAppend/none/uring", "JournalAppend/none/pwrite", "PwriteBaseline",
-         "JournalAppend/batch/uring", "JournalAppend/batch/pwrite", "PwriteBaseline/fdatasync",
+         "JournalAppend/batch/uring", "JournalAppend/batch/pwrite",
+         "JournalAppend/batch/uring/noprepare", "PwriteBaseline/fdatasync",
          "JournalAppend/none/uring/poll_each", "JournalAppend/none/pwrite/poll_each",
          "RecordEncode",
          "DurableLatency/batch/10k", "DurableLatency/sync/10k", "DurableLatency/sync/10k/zeroed",
          "DurableLatency/batch/100k", "DurableLatency/sync/100k",
          "DurableLatency/sync/100k/zeroed", "DurableLatency/batch/1M", "DurableLatency/sync/1M",
+         "DurableLatency/sync/1M/noprepare",
          "RawFdatasync/fallocated", "RawFdatasync/overwrite",
          "JournalRead", "MemoryReadBaseline", "FreshMmapRead", "FreshMmapRead/populate",
          "RecordCrcScan", "RecordCrcScan/interleaved3"]
@@ -186,7 +188,7 @@ print("**Append throughput** (timed: open() of a fresh journal, i.e. creation of
       "segment, through flush(); rolls included)")
 print()
 print("| benchmark | GB/s median | GB/s min–max | M events/s | ÷ baseline | create ms | "
-      "roll ms | wait % | append ns/event |")
+      "roll ms (prepared) | wait % | append ns/event |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 append_names = [n for n in runs if n.startswith(("JournalAppend", "PwriteBaseline", "RecordEncode"))]
 for n in append_names:
@@ -200,7 +202,8 @@ for n in append_names:
     elif n.startswith("JournalAppend/batch"):
         base = "PwriteBaseline/fdatasync"
     r = ratio(med(n, "bytes_per_second"), med(base, "bytes_per_second")) if base else None
-    extra = (f"{f(med(n, 'create_ms'))} | {f(med(n, 'roll_ms'))} | {f(med(n, 'wait_pct'), 1)} | "
+    extra = (f"{f(med(n, 'create_ms'))} | {f(med(n, 'roll_ms'))} ({f(med(n, 'prepared_rolls'), 1)}) | "
+             f"{f(med(n, 'wait_pct'), 1)} | "
              f"{f(med(n, 'append_ns'), 1)}") if n.startswith("JournalAppend") else (
              f"- | - | - | {f(med(n, 'encode_ns'), 1)}" if n == "RecordEncode" else "- | - | - | -")
     print(f"| {n} | {f(med(n, 'bytes_per_second', G))} | {spread(n, 'bytes_per_second', G)} | "
@@ -212,7 +215,7 @@ print("**Durable latency** (open loop, from the intended send time to the observ
       "event durable), µs; medians over repetitions, p99 and p99.9 also min–max")
 print()
 print("| benchmark | p50 | p99 | p99 min–max | p99.9 | p99.9 min–max | max (median / worst) | "
-      "achieved/s | events/commit | producer lag p99 | rolls |")
+      "achieved/s | events/commit | producer lag p99 | rolls (prepared) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for n in runs:
     if not n.startswith(("DurableLatency", "RawFdatasync")):
@@ -227,7 +230,8 @@ for n in runs:
           f"{f(med(n, 'max_us'), 0)} / {f(max(vals(n, 'max_us')), 0)} | "
           f"{f(med(n, 'achieved_per_s'), 0) if lat else '-'} | "
           f"{f(med(n, 'events_per_commit'), 1) if lat else '-'} | "
-          f"{f(med(n, 'lag_p99_us'), 0) if lat else '-'} | {f(med(n, 'rolls'), 0) if lat else '-'} |")
+          f"{f(med(n, 'lag_p99_us'), 0) if lat else '-'} | "
+          f"{f(med(n, 'rolls'), 0) + ' (' + f(med(n, 'prepared_rolls'), 0) + ')' if lat else '-'} |")
 
 print()
 print("**Read / verify throughput** (page cache warm)")
