@@ -740,7 +740,9 @@ void BM_DurableLatency(benchmark::State& state, Durability durability, int64_t r
               std::to_string(observer.histogram().total_count()) + " of " +
               std::to_string(events);
     }
-    const int64_t segments = std::distance(fs::directory_iterator(dir), fs::directory_iterator{});
+    const auto segments = std::count_if(
+        fs::directory_iterator(dir), fs::directory_iterator{},
+        [](const fs::directory_entry& e) { return e.path().extension() == ".seg"; });
     if (!error.empty()) {
       drop_segments(dir);
       opened->reset();

@@ -395,7 +395,8 @@ absl::Status Engine::Impl::recover_state() {
       .dir = paths_.journal,
       .segment_size = static_cast<uint64_t>(config_.segment_size),
       .durability = config_.durability,
-      .max_batch_bytes = static_cast<size_t>(config_.max_batch_bytes)});
+      .max_batch_bytes = static_cast<size_t>(config_.max_batch_bytes),
+      .prepare_segments = config_.prepare_segments});
   if (!writer.ok()) return writer.status();
   writer_ = std::move(*writer);
   if (!writer_->recovery_note().empty()) log_warn("journal: ", writer_->recovery_note());

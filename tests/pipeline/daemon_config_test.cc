@@ -37,6 +37,7 @@ TEST_F(DaemonConfigTest, DefaultsAreValidAndRunOnTwoCores) {
   EXPECT_EQ(c.idle, IdleKind::kBackoff);
   EXPECT_TRUE(c.processors.fraud);
   EXPECT_TRUE(c.processors.risk);
+  EXPECT_TRUE(c.prepare_segments);
 }
 
 TEST_F(DaemonConfigTest, FileKeysOverrideTheBase) {
@@ -47,6 +48,7 @@ listen = "127.0.0.1:9000"
 udp = false
 [journal]
 durability = "sync"
+prepare_segments = false
 [engine]
 shards = 4
 cpus = [0, 1]
@@ -63,6 +65,7 @@ risk = false
   EXPECT_EQ(c->listen, "127.0.0.1:9000");
   EXPECT_FALSE(c->udp);
   EXPECT_EQ(c->durability, journal::Durability::kSync);
+  EXPECT_FALSE(c->prepare_segments);
   EXPECT_EQ(c->shards, 4u);
   EXPECT_THAT(c->cpus, ::testing::ElementsAre(0, 1));
   EXPECT_EQ(c->idle, IdleKind::kBusySpin);
