@@ -191,41 +191,29 @@ absl::Status JournalWriter::recover() {
 absl::Status JournalWriter::open_segment(uint64_t first_sequence) {
   const std::string path =
       (std::filesystem::path(options_.dir) / segment_file_name(first_sequence)).string();
-  if (prepare_state_.load(std::memory_order_acquire) == kPrepareReady) {
-    const int fd = use_prepared_segment(path, first_sequence);
-    if (fd >= 0) {
-      // The directory entry is made durable whatever the mode, as below.
-      if (fsync(dir_fd_) != 0) {
-        const absl::Status s = io_error(errno, "fsync", options_.dir);
-        ::close(fd);
-        ::unlink(path.c_str());
-        return s;
-      }
-      if (fd_ >= 0) ::close(fd_);
-      fd_ = fd;
-      segment_path_ = path;
-      segment_capacity_ = options_.segment_size;
-      end_offset_ = kSegmentHeaderSize;
-      ++prepared_rolls_;
-      return absl::OkStatus();
-    }
-  }
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) return io_error(errno, "create segment", path);
   absl::Status s;
-  std::byte header[kSegmentHeaderSize];
-  encode_segment_header(SegmentHeader{.first_sequence = first_sequence,
-                                      .created_ns = realtime_ns(),
-                                      .segment_size = options_.segment_size},
-                        header);
-  if (fallocate(fd, 0, 0, static_cast<off_t>(options_.segment_size)) != 0) {
-    s = io_error(errno, "preallocate", path);
-  } else {
-    s = pwrite_all(fd, header, sizeof(header), 0, path);
+  int fd = -1;
+  if (prepare_state_.load(std::memory_order_acquire) == kPrepareReady) {
+    fd = use_prepared_segment(path, first_sequence);  // header written and fdatasync'ed
+  }
+  const bool prepared = fd >= 0;
+  if (!prepared) {
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return io_error(errno, "create segment", path);
+    std::byte header[kSegmentHeaderSize];
+    encode_segment_header(SegmentHeader{.first_sequence = first_sequence,
+                                        .created_ns = realtime_ns(),
+                                        .segment_size = options_.segment_size},
+                          header);
+    if (fallocate(fd, 0, 0, static_cast<off_t>(options_.segment_size)) != 0) {
+      s = io_error(errno, "preallocate", path);
+    } else {
+      s = pwrite_all(fd, header, sizeof(header), 0, path);
+    }
+    if (s.ok()) s = sync_fd(fd, path);
   }
   // The header and the directory entry are made durable whatever the mode: a segment that
   // vanishes or loses its header after a power cut would orphan every record in it.
-  if (s.ok()) s = sync_fd(fd, path);
   if (s.ok() && fsync(dir_fd_) != 0) s = io_error(errno, "fsync", options_.dir);
   if (!s.ok()) {
     ::close(fd);
@@ -237,6 +225,7 @@ absl::Status JournalWriter::open_segment(uint64_t first_sequence) {
   segment_path_ = path;
   segment_capacity_ = options_.segment_size;
   end_offset_ = kSegmentHeaderSize;
+  if (prepared) ++prepared_rolls_;
   return absl::OkStatus();
 }
 
@@ -399,12 +388,7 @@ AppendResult JournalWriter::append_slow(const RecordMeta& meta,
       (open_.size >= options_.max_batch_bytes && !idle())) {
     return AppendResult::kFull;
   }
-  if (open_.size == 0) open_.offset = end_offset_;
-  encode_record(meta, frame, std::span<std::byte>(open_.data + open_.size, size));
-  open_.size += size;
-  open_.last_sequence = meta.sequence;
-  end_offset_ += size;
-  ++next_sequence_;
+  add_record(meta, frame, size);
   return AppendResult::kOk;
 }
 

@@ -100,12 +100,7 @@ class JournalWriter {
         !roll_needed_ && !failed()) [[likely]] {
       // open_.size < max_batch_bytes leaves room: the buffer holds max_batch_bytes plus one
       // maximal record.
-      if (open_.size == 0) open_.offset = end_offset_;
-      encode_record(meta, frame, std::span<std::byte>(open_.data + open_.size, size));
-      open_.size += size;
-      open_.last_sequence = meta.sequence;
-      end_offset_ += size;
-      ++next_sequence_;
+      add_record(meta, frame, size);
       return AppendResult::kOk;
     }
     return append_slow(meta, frame);
@@ -173,6 +168,15 @@ class JournalWriter {
   absl::Status roll();
   void fail(absl::Status status);
   AppendResult append_slow(const RecordMeta& meta, std::span<const std::byte> frame) noexcept;
+  // Encodes the record into the open batch. REQUIRES: it fits, and the checks passed.
+  void add_record(const RecordMeta& meta, std::span<const std::byte> frame, size_t size) noexcept {
+    if (open_.size == 0) open_.offset = end_offset_;
+    encode_record(meta, frame, std::span<std::byte>(open_.data + open_.size, size));
+    open_.size += size;
+    open_.last_sequence = meta.sequence;
+    end_offset_ += size;
+    ++next_sequence_;
+  }
 
   // Segment preparation: the thread writes the zeros; the writer's thread starts it, reaps
   // it and uses its file.

@@ -79,6 +79,31 @@ void expect_journal_holds(const std::string& dir, int64_t last) {
   EXPECT_EQ(expected - 1, last);
 }
 
+// Lowers this process's file-size limit (RLIMIT_FSIZE) for its lifetime, with SIGXFSZ ignored
+// so a write past it fails with EFBIG instead of killing the process.
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(rlim_t bytes) {
+    struct sigaction ignore{};
+    ignore.sa_handler = SIG_IGN;
+    EXPECT_EQ(sigaction(SIGXFSZ, &ignore, &old_action_), 0);
+    EXPECT_EQ(getrlimit(RLIMIT_FSIZE, &saved_), 0);
+    rlimit low = saved_;
+    low.rlim_cur = bytes;
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &low), 0);
+  }
+  ~FileSizeLimit() {
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &saved_), 0);
+    EXPECT_EQ(sigaction(SIGXFSZ, &old_action_, nullptr), 0);
+  }
+  FileSizeLimit(const FileSizeLimit&) = delete;
+  FileSizeLimit& operator=(const FileSizeLimit&) = delete;
+
+ private:
+  struct sigaction old_action_{};
+  rlimit saved_{};
+};
+
 class JournalWriterTest : public ::testing::TestWithParam<bool> {
  protected:
   WriterOptions options(Durability d = Durability::kBatch) {
@@ -231,25 +256,18 @@ TEST_P(JournalWriterTest, AWriteErrorStopsTheWriterAndNamesFileAndOffset) {
   append_range(**w, 1, 100);
   ASSERT_TRUE((*w)->flush().ok());
 
-  struct sigaction ignore{}, old{};
-  ignore.sa_handler = SIG_IGN;
-  ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &old), 0);
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
-  rlimit low = saved;
-  low.rlim_cur = 64 * 1024;
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &low), 0);
-
   int64_t s = 101;
-  AppendResult r = AppendResult::kOk;
-  for (; s < 20000; ++s) {
-    while ((r = (*w)->append(meta_for(s), frame_for(s))) == AppendResult::kFull) (*w)->poll();
-    if (r != AppendResult::kOk) break;
-    (*w)->poll();
+  absl::Status flushed;
+  {
+    FileSizeLimit limit(64 * 1024);
+    AppendResult r = AppendResult::kOk;
+    for (; s < 20000; ++s) {
+      while ((r = (*w)->append(meta_for(s), frame_for(s))) == AppendResult::kFull) (*w)->poll();
+      if (r != AppendResult::kOk) break;
+      (*w)->poll();
+    }
+    flushed = (*w)->flush();
   }
-  const absl::Status flushed = (*w)->flush();
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
-  ASSERT_EQ(sigaction(SIGXFSZ, &old, nullptr), 0);
 
   EXPECT_FALSE(flushed.ok());
   EXPECT_TRUE((*w)->failed());
@@ -534,21 +552,14 @@ TEST(JournalWriterPrepare, AFailedPreparationIsReportedAndTheJournalCarriesOn) {
   ASSERT_TRUE(w.ok()) << w.status();
   int64_t next = append_until_offset(**w, 1, 120 * 1024);
 
-  struct sigaction ignore{}, old{};
-  ignore.sa_handler = SIG_IGN;
-  ASSERT_EQ(sigaction(SIGXFSZ, &ignore, &old), 0);
-  rlimit saved{};
-  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
-  rlimit low = saved;
-  low.rlim_cur = 200 * 1024;  // above the journal's tail, below the prepared file's end
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &low), 0);
-  next = append_until_offset(**w, next, 140 * 1024);  // past half: the preparation starts
-  for (int i = 0; i < 20'000 && (*w)->prepare_error().empty(); ++i) {
-    (*w)->poll();
-    usleep(1000);
+  {
+    FileSizeLimit limit(200 * 1024);  // above the journal's tail, below the prepared file's end
+    next = append_until_offset(**w, next, 140 * 1024);  // past half: the preparation starts
+    for (int i = 0; i < 20'000 && (*w)->prepare_error().empty(); ++i) {
+      (*w)->poll();
+      usleep(1000);
+    }
   }
-  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &saved), 0);
-  ASSERT_EQ(sigaction(SIGXFSZ, &old, nullptr), 0);
 
   EXPECT_NE((*w)->prepare_error().find(std::string(kPreparedSegmentName)), std::string::npos)
       << (*w)->prepare_error();
