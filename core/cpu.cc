@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/errno_status.h"
 
 namespace sluice {
 namespace {
@@ -130,7 +131,7 @@ absl::Status pin_current_thread(std::span<const int> cpus) {
   }
   for (const int cpu : cpus) mask.add(cpu);
   const int rc = pthread_setaffinity_np(pthread_self(), mask.bytes(), mask.set());
-  if (rc != 0) return absl::ErrnoToStatus(rc, absl::StrCat("cannot pin to ", described));
+  if (rc != 0) return errno_status(rc, absl::StrCat("cannot pin to ", described));
   return absl::OkStatus();
 }
 
@@ -154,7 +155,7 @@ absl::Status set_current_thread_name(std::string_view name) {
   const std::string truncated(name.substr(0, length));
   const int rc = pthread_setname_np(pthread_self(), truncated.c_str());
   if (rc != 0) {
-    return absl::ErrnoToStatus(rc, absl::StrCat("cannot name thread \"", truncated, "\""));
+    return errno_status(rc, absl::StrCat("cannot name thread \"", truncated, "\""));
   }
   return absl::OkStatus();
 }
@@ -168,7 +169,7 @@ std::string current_thread_name() {
 absl::Status set_current_thread_timer_slack_ns(int64_t slack_ns) {
   if (slack_ns < 1) slack_ns = 1;  // 0 would mean "back to the default"
   if (prctl(PR_SET_TIMERSLACK, static_cast<unsigned long>(slack_ns), 0, 0, 0) != 0) {
-    return absl::ErrnoToStatus(errno, "prctl(PR_SET_TIMERSLACK)");
+    return errno_status(errno, "prctl(PR_SET_TIMERSLACK)");
   }
   return absl::OkStatus();
 }

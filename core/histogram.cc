@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "core/errno_status.h"
 
 namespace sluice {
 namespace {
@@ -258,7 +259,7 @@ absl::Status Histogram::write_percentile_distribution(const std::string& path,
   const std::string text = percentile_distribution(ticks_per_half_distance, unit_ratio);
   std::FILE* file = std::fopen(path.c_str(), "w");
   if (file == nullptr) {
-    return absl::ErrnoToStatus(errno, absl::StrCat("cannot open ", path, " for writing"));
+    return errno_status(errno, absl::StrCat("cannot open ", path, " for writing"));
   }
   errno = 0;
   const size_t written = std::fwrite(text.data(), 1, text.size(), file);
@@ -266,9 +267,9 @@ absl::Status Histogram::write_percentile_distribution(const std::string& path,
   const int write_errno = written == text.size() ? 0 : (errno != 0 ? errno : EIO);
   const bool close_failed = std::fclose(file) != 0;
   if (write_errno != 0) {
-    return absl::ErrnoToStatus(write_errno, absl::StrCat("cannot write ", path));
+    return errno_status(write_errno, absl::StrCat("cannot write ", path));
   }
-  if (close_failed) return absl::ErrnoToStatus(errno, absl::StrCat("cannot write ", path));
+  if (close_failed) return errno_status(errno, absl::StrCat("cannot write ", path));
   return absl::OkStatus();
 }
 

@@ -1,5 +1,5 @@
-// The one place where an errno becomes an absl::Status: the operation, the file (or socket)
-// and strerror, so every I/O error names what failed and where.
+// Where an I/O errno becomes an absl::Status (through core/errno_status.h): the operation, the
+// file (or socket) and strerror, so every I/O error names what failed and where.
 #ifndef SLUICE_IO_IO_ERROR_H_
 #define SLUICE_IO_IO_ERROR_H_
 
