@@ -12,7 +12,8 @@
 # 4. prints a markdown summary (median and min-max over the repetitions, ratios to the baselines,
 #    the targets) and saves it next to the JSON as .md.
 # perf/summarize_bench.py is specific to ring_buffer_bench (topologies, core placement), so the
-# journal summary is the small Python program at the end of this script.
+# journal summary is the small Python program at the end of this script (on perf/bench_runs.py,
+# which it shares with perf/summarize_network_bench.py).
 #
 # Environment: BUILD_DIR (default build/release; the argument wins), REPETITIONS (5),
 # BENCH_FILTER (a --benchmark_filter regex), OUT_DIR (perf/results), JOURNAL_BENCH_DIR (scratch
@@ -113,23 +114,12 @@ fi
 
 python3 - "$json" "$foreign_cpu" "$wall" <<'PY' | tee "$base.md" || status=$?
 """Markdown summary of a journal_bench JSON file (per-repetition data)."""
-import json, statistics, sys
-from collections import OrderedDict
+import sys
 
-doc = json.load(open(sys.argv[1]))
+sys.path.insert(0, "perf")  # the script runs from the repo root
+from bench_runs import Stats, load  # noqa: E402
+
 foreign, wall = float(sys.argv[2]), float(sys.argv[3])
-ctx = doc.get("context", {})
-
-runs = OrderedDict()
-for b in doc["benchmarks"]:
-    if b.get("run_type") == "aggregate":
-        continue
-    name = b.get("run_name", b["name"])
-    for suffix in ("/manual_time",):
-        name = name[: -len(suffix)] if name.endswith(suffix) else name
-    name = "/".join(p for p in name.split("/") if not p.startswith("iterations:"))
-    e = runs.setdefault(name, {"runs": [], "errors": []})
-    (e["errors"] if b.get("error_occurred") else e["runs"]).append(b)
 
 ORDER = ["JournalAppend/none/uring", "JournalAppend/none/pwrite", "PwriteBaseline",
          "JournalAppend/batch/uring", "JournalAppend/batch/pwrite",
@@ -143,23 +133,9 @@ ORDER = ["JournalAppend/none/uring", "JournalAppend/none/pwrite", "PwriteBaselin
          "RawFdatasync/fallocated", "RawFdatasync/overwrite",
          "JournalRead", "MemoryReadBaseline", "FreshMmapRead", "FreshMmapRead/populate",
          "RecordCrcScan", "RecordCrcScan/interleaved3"]
-runs = OrderedDict(sorted(runs.items(), key=lambda kv: (
-    ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
-
-def vals(name, key, scale=1.0):
-    e = runs.get(name)
-    return [float(r[key]) * scale for r in e["runs"] if key in r] if e else []
-
-def med(name, key, scale=1.0):
-    v = vals(name, key, scale)
-    return statistics.median(v) if v else None
-
-def f(x, d=2):
-    return "-" if x is None else f"{x:.{d}f}"
-
-def spread(name, key, scale=1.0, d=2):
-    v = vals(name, key, scale)
-    return f"{f(min(v), d)}–{f(max(v), d)}" if v else "-"
+ctx, runs = load(sys.argv[1], ORDER)
+stats = Stats(runs, digits=2)
+vals, med, f, spread = stats.vals, stats.med, stats.f, stats.spread
 
 def ratio(a, b):
     return None if a is None or b is None or b == 0 else a / b

@@ -7,22 +7,14 @@ Medians and min-max over the repetitions; per repetition, the placement (the cac
 before and after: near < 250 ns) and how much of the machine other processes used
 (foreign_cpu_pct), with medians over the repetitions others disturbed least (< 5 %).
 """
-import json, statistics, sys
-from collections import OrderedDict
+import os
+import statistics
+import sys
 
-doc = json.load(open(sys.argv[1]))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_runs import Stats, load  # noqa: E402
+
 commit = sys.argv[2] if len(sys.argv) > 2 else "?"
-ctx = doc.get("context", {})
-
-runs = OrderedDict()
-for b in doc["benchmarks"]:
-    if b.get("run_type") == "aggregate":
-        continue
-    name = b.get("run_name", b["name"])
-    name = "/".join(p for p in name.split("/")
-                    if not p.startswith("iterations:") and p != "manual_time")
-    e = runs.setdefault(name, {"runs": [], "errors": []})
-    (e["errors"] if b.get("error_occurred") else e["runs"]).append(b)
 
 ORDER = ["Decode/frames", "Decode/inspect", "Decode/ingest", "Decode/text",
          "PingPong/echo_blocking", "PingPong/echo_busy_poll", "PingPong/uring_echo/default",
@@ -32,8 +24,9 @@ ORDER = ["Decode/frames", "Decode/inspect", "Decode/ingest", "Decode/text",
 for conns in ("1", "8"):
     ORDER += [f"Pipelined/{s}/{conns}" for s in ("echo_epoll", "sluice_trivial", "sluice",
                                                  "sluice_journal")]
-runs = OrderedDict(sorted(runs.items(), key=lambda kv: (
-    ORDER.index(kv[0]) if kv[0] in ORDER else len(ORDER), kv[0])))
+ctx, runs = load(sys.argv[1], ORDER)
+stats = Stats(runs, digits=1)
+vals, med, f, spread = stats.vals, stats.med, stats.f, stats.spread
 
 def quiet(name, key, scale=1.0, limit=5.0):
     """Median of `key` over the repetitions that others disturbed least (foreign % < limit)."""
@@ -41,21 +34,6 @@ def quiet(name, key, scale=1.0, limit=5.0):
     v = [float(r[key]) * scale for r in e["runs"]
          if key in r and 0 <= r.get("foreign_cpu_pct", 100) < limit] if e else []
     return (statistics.median(v) if v else None), len(v)
-
-def vals(name, key, scale=1.0):
-    e = runs.get(name)
-    return [float(r[key]) * scale for r in e["runs"] if key in r] if e else []
-
-def med(name, key, scale=1.0):
-    v = vals(name, key, scale)
-    return statistics.median(v) if v else None
-
-def f(x, d=1):
-    return "-" if x is None else f"{x:.{d}f}"
-
-def spread(name, key, scale=1.0, d=1):
-    v = vals(name, key, scale)
-    return f"{f(min(v), d)}–{f(max(v), d)}" if v else "-"
 
 def placement(name):
     """near / far / mixed counts from the cache-line probe around each repetition."""
