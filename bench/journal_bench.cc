@@ -69,10 +69,9 @@
 //       The same sum through a fresh mmap of each segment per pass, like the reader's (page
 //       faults included); /populate prefaults the data range with madvise(MADV_POPULATE_READ)
 //       first (a possible change to the reader).
-//   RecordCrcScan[/interleaved3]
+//   RecordCrcScan
 //       record_crc() of every record through the populated mappings, compared with the stored
-//       CRC: the checksum cost on its own, one record at a time. /interleaved3: record_crc3(),
-//       three records at once, as the reader checks them.
+//       CRC: the reader's checksum cost on its own.
 //   RecordEncode
 //       encode_record() (header, frame copy and the CRC32C computed as it copies) of the append
 //       benchmark's events into a 1 MiB buffer: the appender's CPU work without the writer or
@@ -1077,28 +1076,9 @@ void BM_FreshMmapRead(benchmark::State& state, bool populate) {
   set_read_counters(state, iterations, faults);
 }
 
-enum class CrcImpl { kOneAtATime, kInterleaved3 };
-
-int64_t crc_scan(const std::byte* p, uint64_t from, uint64_t to, CrcImpl impl) {
+int64_t crc_scan(const std::byte* p, uint64_t from, uint64_t to) {
   int64_t good = 0;
   uint64_t off = from;
-  if (impl == CrcImpl::kInterleaved3) {
-    while (off < to) {
-      const uint32_t la = wire::load<uint32_t>(p + off);
-      const uint64_t ob = off + journal::record_size(la);
-      if (ob >= to) break;
-      const uint32_t lb = wire::load<uint32_t>(p + ob);
-      const uint64_t oc = ob + journal::record_size(lb);
-      if (oc >= to) break;
-      const uint32_t lc = wire::load<uint32_t>(p + oc);
-      uint32_t crc[3];
-      journal::record_crc3(p + off, p + ob, p + oc, crc);
-      good += (wire::load<uint32_t>(p + off + 4) == crc[0]) +
-              (wire::load<uint32_t>(p + ob + 4) == crc[1]) +
-              (wire::load<uint32_t>(p + oc + 4) == crc[2]);
-      off = oc + journal::record_size(lc);
-    }
-  }
   while (off < to) {
     const uint32_t length = wire::load<uint32_t>(p + off);
     const uint32_t crc = journal::record_crc(p + off, length);
@@ -1108,7 +1088,7 @@ int64_t crc_scan(const std::byte* p, uint64_t from, uint64_t to, CrcImpl impl) {
   return good;
 }
 
-void BM_RecordCrcScan(benchmark::State& state, CrcImpl impl) {
+void BM_RecordCrcScan(benchmark::State& state) {
   if (!check_read_journal(state)) return;
   const ReadJournal& j = read_journal();
   int64_t iterations = 0, faults = 0;
@@ -1117,8 +1097,7 @@ void BM_RecordCrcScan(benchmark::State& state, CrcImpl impl) {
     const int64_t t0 = now_ns();
     int64_t good = 0;
     for (size_t k = 0; k < j.segments.size(); ++k) {
-      good += crc_scan(j.populated[k].base, journal::kSegmentHeaderSize, j.segments[k].data_end,
-                       impl);
+      good += crc_scan(j.populated[k].base, journal::kSegmentHeaderSize, j.segments[k].data_end);
     }
     const int64_t t1 = now_ns();
     faults += minor_faults() - f0;
@@ -1226,11 +1205,7 @@ void register_benchmarks() {
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(5);
-  RegisterBenchmark("RecordCrcScan", BM_RecordCrcScan, CrcImpl::kOneAtATime)
-      ->UseManualTime()
-      ->Unit(benchmark::kMillisecond)
-      ->Iterations(5);
-  RegisterBenchmark("RecordCrcScan/interleaved3", BM_RecordCrcScan, CrcImpl::kInterleaved3)
+  RegisterBenchmark("RecordCrcScan", BM_RecordCrcScan)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(5);

@@ -22,7 +22,6 @@
 #ifndef SLUICE_IO_JOURNAL_FORMAT_H_
 #define SLUICE_IO_JOURNAL_FORMAT_H_
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -106,7 +105,7 @@ inline uint32_t record_crc(const std::byte* record, size_t frame_length) noexcep
 // Writes one record (header, frame, zero padding) and returns its size. Inline, and the CRC is
 // computed from the words as they are copied (no second pass over the record): the writer's
 // per-event cost is mostly this. The CRC chains of consecutive records are independent, so the
-// CPU overlaps them.
+// CPU overlaps them (computing three at once by hand measured no faster).
 // REQUIRES: 4 <= frame.size() <= 1024; out.size() >= record_size(frame.size()).
 inline size_t encode_record(const RecordMeta& meta, std::span<const std::byte> frame,
                             std::span<std::byte> out) noexcept {
@@ -155,36 +154,6 @@ inline size_t encode_record(const RecordMeta& meta, std::span<const std::byte> f
   wire::store(p + 4, record_crc(p, length));
 #endif
   return record_size(length);
-}
-
-// record_crc of three records at once, each frame length read from its record's first 4 bytes.
-// The crc32 instruction has a latency of 3 cycles and a throughput of one a cycle, so one
-// record's chain uses a third of it; three interleaved chains use all of it.
-// REQUIRES: each record's length field is in 4..1024 and its bytes are readable.
-inline void record_crc3(const std::byte* a, const std::byte* b, const std::byte* c,
-                        uint32_t out[3]) noexcept {
-  const uint32_t la = wire::load<uint32_t>(a);
-  const uint32_t lb = wire::load<uint32_t>(b);
-  const uint32_t lc = wire::load<uint32_t>(c);
-#if defined(__SSE4_2__)
-  uint64_t ra = _mm_crc32_u32(0xFFFFFFFFu, la);
-  uint64_t rb = _mm_crc32_u32(0xFFFFFFFFu, lb);
-  uint64_t rc = _mm_crc32_u32(0xFFFFFFFFu, lc);
-  const size_t common = kRecordHeaderSize - 8 + std::min({la, lb, lc});
-  size_t i = 8;
-  for (; i + 8 <= 8 + common; i += 8) {
-    ra = _mm_crc32_u64(ra, wire::load<uint64_t>(a + i));
-    rb = _mm_crc32_u64(rb, wire::load<uint64_t>(b + i));
-    rc = _mm_crc32_u64(rc, wire::load<uint64_t>(c + i));
-  }
-  out[0] = ~static_cast<uint32_t>(detail::crc_tail(ra, a + i, kRecordHeaderSize + la - i));
-  out[1] = ~static_cast<uint32_t>(detail::crc_tail(rb, b + i, kRecordHeaderSize + lb - i));
-  out[2] = ~static_cast<uint32_t>(detail::crc_tail(rc, c + i, kRecordHeaderSize + lc - i));
-#else
-  out[0] = record_crc(a, la);
-  out[1] = record_crc(b, lb);
-  out[2] = record_crc(c, lc);
-#endif
 }
 
 }  // namespace sluice::journal

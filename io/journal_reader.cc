@@ -127,7 +127,6 @@ void JournalReader::unmap() {
   map_size_ = 0;
   limit_ = 0;
   pos_ = 0;
-  verified_end_ = 0;
   header_ = SegmentHeader{};
 }
 
@@ -137,7 +136,6 @@ JournalReader::ReadResult JournalReader::fail(uint64_t offset, const std::string
   state_ = State::kCorrupt;
   pos_ = offset;
   limit_ = offset;  // keeps read_fast() out: the states after kEnd / kCorrupt are sticky
-  verified_end_ = 0;
   return ReadResult::kCorrupt;
 }
 
@@ -146,7 +144,6 @@ JournalReader::ReadResult JournalReader::end_torn(uint64_t offset, std::string r
   state_ = State::kEnd;
   pos_ = offset;
   limit_ = offset;
-  verified_end_ = 0;
   return ReadResult::kEnd;
 }
 
@@ -208,7 +205,6 @@ bool JournalReader::open_segment(size_t index) {
   }
   limit_ = file_size;  // the whole file until the header says otherwise
   pos_ = 0;
-  verified_end_ = 0;
 
   SegmentHeader header;
   const HeaderCheck check =
@@ -259,44 +255,6 @@ bool JournalReader::open_segment(size_t index) {
   pos_ = kSegmentHeaderSize;
   expected_ = static_cast<int64_t>(header.first_sequence);
   expected_known_ = true;
-  return true;
-}
-
-bool JournalReader::verify_ahead() {
-  const std::byte* records[kVerifyAhead];
-  uint64_t ends[kVerifyAhead];
-  int n = 0;
-  for (uint64_t at = pos_; n < kVerifyAhead; ++n) {
-    if (limit_ - at < kRecordHeaderSize) break;
-    const std::byte* p = base_ + at;
-    const uint32_t length = load<uint32_t>(p);
-    if (!frame_length_in_range(length)) break;
-    const size_t size = record_size(length);
-    if (size > limit_ - at) break;
-    if (load<uint16_t>(p + kRecordHeaderSize) != length) break;
-    if (load<int64_t>(p + 8) != expected_ + n) break;
-    records[n] = p;
-    at += size;
-    ends[n] = at;
-  }
-  int good = 0;
-  for (; good + 3 <= n; good += 3) {
-    uint32_t crc[3];
-    record_crc3(records[good], records[good + 1], records[good + 2], crc);
-    int k = 0;
-    while (k < 3 && load<uint32_t>(records[good + k] + 4) == crc[k]) ++k;
-    if (k < 3) {  // the first bad one ends the good run
-      good += k;
-      n = good;
-      break;
-    }
-  }
-  for (; good < n; ++good) {
-    const std::byte* p = records[good];
-    if (load<uint32_t>(p + 4) != record_crc(p, load<uint32_t>(p))) break;
-  }
-  if (good == 0) return false;
-  verified_end_ = ends[good - 1];
   return true;
 }
 
@@ -395,7 +353,6 @@ JournalReader::ReadResult JournalReader::next_slow(Record* out) {
         if (is_last_segment()) {
           state_ = State::kEnd;
           limit_ = pos_;
-          verified_end_ = 0;
           return ReadResult::kEnd;
         }
         if (pos_ == kSegmentHeaderSize) {

@@ -157,25 +157,26 @@ class JournalReader {
   JournalReader(std::string dir, std::vector<Segment> segments);
 
   // The fast path: true and *out filled if a good record is at pos_ of the mapped segment.
-  // Records are checked a dozen at a time (verify_ahead), so their CRCs can be computed three
-  // at once; a record that fails is left for next_slow() to diagnose.
   bool read_fast(Record* out) {
-    if (pos_ >= verified_end_ && !verify_ahead()) return false;
+    // pos_ <= limit_ always; an unmapped or stopped (kEnd / kCorrupt) reader has pos_ == limit_.
+    if (limit_ - pos_ < kRecordHeaderSize) return false;
     const std::byte* p = base_ + pos_;
     const uint32_t length = wire::load<uint32_t>(p);
+    // One unsigned compare for 4 <= length <= 1024.
+    if (length - wire::kHeaderSize > wire::kMaxFrameSize - wire::kHeaderSize) return false;
+    const size_t size = record_size(length);
+    if (size > limit_ - pos_) return false;
+    if (wire::load<uint16_t>(p + kRecordHeaderSize) != length) return false;
+    if (wire::load<int64_t>(p + 8) != expected_) return false;
+    if (wire::load<uint32_t>(p + 4) != record_crc(p, length)) return false;
     out->sequence = expected_;
     out->ingest_ns = wire::load<int64_t>(p + 16);
     out->client_id = wire::load<uint64_t>(p + 24);
     out->frame = std::span<const std::byte>(p + kRecordHeaderSize, length);
-    pos_ += record_size(length);
+    pos_ += size;
     ++expected_;
     return true;
   }
-  // Checks the records from pos_ on, up to kVerifyAhead of them and up to the first that fails:
-  // length bounds, frame length field, sequence, CRC32C. Moves verified_end_ past the good ones;
-  // false if the record at pos_ is not good (or there is none).
-  bool verify_ahead();
-  static constexpr int kVerifyAhead = 12;
 
   ReadResult next_slow(Record* out);
   // Maps segments_[index] and checks its header; false if reading must stop (state_ set).
@@ -203,9 +204,6 @@ class JournalReader {
   size_t map_size_ = 0;      // == file size
   uint64_t limit_ = 0;       // min(file size, header segment_size)
   uint64_t pos_ = 0;
-  // Every record in [pos_, verified_end_) passed verify_ahead(); nothing did if verified_end_ <=
-  // pos_. Reset to 0 wherever limit_ or the mapping changes.
-  uint64_t verified_end_ = 0;
   SegmentHeader header_;      // of the mapped segment, once checked
 
   int64_t expected_ = 0;         // the sequence the next record must carry

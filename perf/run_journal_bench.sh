@@ -132,7 +132,7 @@ ORDER = ["JournalAppend/none/uring", "JournalAppend/none/pwrite", "PwriteBaselin
          "DurableLatency/sync/1M/noprepare",
          "RawFdatasync/fallocated", "RawFdatasync/overwrite",
          "JournalRead", "MemoryReadBaseline", "FreshMmapRead", "FreshMmapRead/populate",
-         "RecordCrcScan", "RecordCrcScan/interleaved3"]
+         "RecordCrcScan"]
 ctx, runs = load(sys.argv[1], ORDER)
 stats = Stats(runs, digits=2)
 vals, med, f, spread = stats.vals, stats.med, stats.f, stats.spread

@@ -546,9 +546,9 @@ TEST_F(JournalReaderTest, FlippedByteInAnEarlyRecordIsCorruptionNamingFileAndOff
   EXPECT_EQ(reader->next(&r), ReadResult::kCorrupt);  // sticky
 }
 
-// The reader checks records a dozen at a time, CRCs three at once: a bad record must stop it at
-// exactly that record wherever it sits in such a group, after handing out every good one.
-TEST_F(JournalReaderTest, ABadRecordAnywhereInAVerifiedGroupStopsExactlyThere) {
+// A bad record (CRC, sequence or length field) stops the reader at exactly that record, after
+// every good one before it, wherever it sits among its neighbours.
+TEST_F(JournalReaderTest, ABadRecordAnywhereStopsTheReaderExactlyThere) {
   constexpr int kRecords = 40;
   for (int bad_index = 0; bad_index < 30; ++bad_index) {
     for (const int field : {0, 1, 2}) {  // CRC-covered frame byte, sequence, frame length field
