@@ -14,6 +14,7 @@
 #include <string>
 
 #include "absl/strings/str_format.h"
+#include "core/int128.h"
 #include "pipeline/processor.h"
 
 namespace sluice {
@@ -26,14 +27,17 @@ class DecisionDigest {
   }
 
   // One decision's contribution; the digest is the sum of these (mod 2^64) and the count.
+  // Two independent folded 64x64->128-bit multiplies, then one over both: a short dependency
+  // chain (replay computes one per event), and every field reaches every output bit.
   static uint64_t hash(const DecisionRecord& d) noexcept {
-    uint64_t h = mix(static_cast<uint64_t>(d.seq));
-    h = mix(h ^ static_cast<uint64_t>(static_cast<unsigned char>(d.type)));
-    h = mix(h ^ d.account_id);
-    h = mix(h ^ d.client_id);
-    h = mix(h ^ d.client_seq);
-    return mix(h ^ (static_cast<uint64_t>(d.verdict) | uint64_t{d.reason} << 8 |
-                    uint64_t{d.flags} << 16));
+    const uint64_t tail = static_cast<uint64_t>(static_cast<unsigned char>(d.type)) |
+                          static_cast<uint64_t>(d.verdict) << 8 | uint64_t{d.reason} << 16 |
+                          uint64_t{d.flags} << 32;
+    const uint64_t a = fold(static_cast<uint64_t>(d.seq) ^ 0xa0761d6478bd642full,
+                            d.account_id ^ 0xe7037ed1a0b428dbull);
+    const uint64_t b = fold(d.client_id ^ 0x8ebc6af09c88c6e3ull,
+                            d.client_seq ^ 0x589965cc75374cc3ull);
+    return fold(a ^ tail ^ 0x1d8e4e27c47d124full, b ^ 0x9e3779b97f4a7c15ull);
   }
 
   // A digest kept elsewhere as its two parts (e.g. counters in the stats file).
@@ -57,6 +61,11 @@ class DecisionDigest {
   bool operator==(const DecisionDigest& o) const { return value() == o.value(); }
 
  private:
+  // The high and low halves of the 128-bit product, xor'ed.
+  static constexpr uint64_t fold(uint64_t x, uint64_t y) noexcept {
+    const Uint128 p = static_cast<Uint128>(x) * y;
+    return static_cast<uint64_t>(p) ^ static_cast<uint64_t>(p >> 64);
+  }
   // splitmix64's finaliser: every input bit flips about half the output bits.
   static constexpr uint64_t mix(uint64_t x) noexcept {
     x += 0x9e3779b97f4a7c15ull;

@@ -20,11 +20,12 @@
 #ifndef SLUICE_PIPELINE_KEYED_PROCESSOR_H_
 #define SLUICE_PIPELINE_KEYED_PROCESSOR_H_
 
-#include <array>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <span>
+#include <type_traits>
 
 #include "core/wire_format.h"
 #include "pipeline/processor.h"
@@ -50,6 +51,13 @@ class KeyedHistory {
     return state_.query_then_add(key_, lo, hi, e);
   }
   void evict(int64_t cutoff) { state_.evict(key_, cutoff); }
+  // The key's slot, for a query() and an add() with no other change in between (one lookup).
+  using Found = typename HistoryState<Entry, kInline>::Found;
+  Found find() const { return state_.find(key_); }
+  WindowStats query(const Found& f, int64_t lo, int64_t hi) const {
+    return state_.query(f, lo, hi);
+  }
+  void add(const Found& f, const Entry& e) { state_.add(f, e); }
 
  private:
   HistoryState<Entry, kInline>& state_;
@@ -62,6 +70,10 @@ class KeyedMap {
   KeyedMap(MapState<Value>& state, uint64_t key) : state_(state), key_(key) {}
   Value get(uint32_t user_key) const { return state_.get(key_, user_key); }
   void put(uint32_t user_key, const Value& v) { state_.put(key_, user_key, v); }
+  // get() and the slot it found, for a put() with no other change to the map in between.
+  using Found = typename MapState<Value>::Found;
+  Found find(uint32_t user_key) const { return state_.find(key_, user_key); }
+  void put(const Found& f, const Value& v) { state_.put(f, v); }
 
  private:
   MapState<Value>& state_;
@@ -131,7 +143,8 @@ class EventContext {
     const auto code = static_cast<uint16_t>(rule);
     flags_ |= 1u << (code - 1);
     if (reason_ == 0 || code < reason_) reason_ = static_cast<uint8_t>(code);
-    alerts_[alert_count_++] = AlertRecord{sequence_, event_time_, key_, rule, value, threshold};
+    ::new (&alerts_[alert_count_++ * sizeof(AlertRecord)])
+        AlertRecord{sequence_, event_time_, key_, rule, value, threshold};
   }
   // The event's decision; reason and flags are those of the alerts emitted.
   void emit(wire::Verdict verdict) noexcept {
@@ -143,7 +156,9 @@ class EventContext {
   wire::Verdict verdict() const noexcept { return verdict_; }
   uint8_t reason() const noexcept { return reason_; }
   uint32_t flags() const noexcept { return flags_; }
-  std::span<const AlertRecord> alerts() const noexcept { return {alerts_.data(), alert_count_}; }
+  std::span<const AlertRecord> alerts() const noexcept {
+    return {std::launder(reinterpret_cast<const AlertRecord*>(alerts_)), alert_count_};
+  }
 
  private:
   const int64_t sequence_;
@@ -156,7 +171,10 @@ class EventContext {
   uint8_t reason_ = 0;
   uint32_t flags_ = 0;
   size_t alert_count_ = 0;
-  std::array<AlertRecord, kMaxAlertsPerEvent> alerts_;
+  // Raw storage, constructed as alerts are emitted: a context is made per event, and most
+  // events emit none.
+  static_assert(std::is_trivially_destructible_v<AlertRecord>);
+  alignas(AlertRecord) std::byte alerts_[sizeof(AlertRecord) * kMaxAlertsPerEvent];
 };
 
 template <typename P>

@@ -134,15 +134,19 @@ void RiskProcessor::on_event(EventContext& ctx, const wire::Order& o) {
   if (notional > config_.max_order_notional) {
     ctx.emit(Rule::kMaxOrderNotional, saturate(notional), config_.max_order_notional);
   }
+  // One lookup in each table: what the rules read is what an accepted order then updates.
   auto positions = ctx.state(positions_);
-  const int64_t pos = positions.get(o.instrument_id);
-  const Int128 new_pos = pos + signed_qty;
+  const auto position = positions.find(o.instrument_id);
+  const Int128 new_pos = position.value + signed_qty;
   if ((new_pos < 0 ? -new_pos : new_pos) > config_.position_limit) {
     ctx.emit(Rule::kPositionLimit, saturate(new_pos), config_.position_limit);
   }
   auto accepted = ctx.state(accepted_);
+  const auto history = accepted.find();
   const int64_t n =
-      accepted.query(window_start(o.event_time_ns, config_.rate_window_ns), o.event_time_ns).count;
+      accepted.query(history, window_start(o.event_time_ns, config_.rate_window_ns),
+                     o.event_time_ns)
+          .count;
   if (n + 1 > config_.rate_limit) ctx.emit(Rule::kOrderRate, n + 1, config_.rate_limit);
   if (ctx.flags() != 0) {
     ctx.emit(Verdict::kReject);  // state unchanged
@@ -150,8 +154,8 @@ void RiskProcessor::on_event(EventContext& ctx, const wire::Order& o) {
   }
   ctx.emit(Verdict::kAccept);
   // |new_pos| <= position_limit here, so it fits; a zero position is no entry.
-  positions.put(o.instrument_id, static_cast<int64_t>(new_pos));
-  accepted.add(TimeEntry{o.event_time_ns});
+  positions.put(position, static_cast<int64_t>(new_pos));
+  accepted.add(history, TimeEntry{o.event_time_ns});
   ctx.register_timer(add_saturated(add_saturated(o.event_time_ns, config_.allowed_lateness_ns),
                                    config_.rate_window_ns));
 }
@@ -237,7 +241,7 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
     case wire::FrameType::kTransaction: {
       const wire::Transaction t = wire::decode_transaction(frame);
       note_client(client_id, t.client_seq);
-      const bool mine = shard_of(t.account_id, count_) == index_;
+      const bool mine = owns(t.account_id);
       if (!wire::is_valid(t)) {  // never journaled by ingest; a hand-made journal may hold one
         if (mine)
           emit(seq, 'T', t.account_id, client_id, t.client_seq, connection_id, Verdict::kInvalid, 0,
@@ -264,7 +268,7 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
     case wire::FrameType::kOrder: {
       const wire::Order o = wire::decode_order(frame);
       note_client(client_id, o.client_seq);
-      const bool mine = shard_of(o.account_id, count_) == index_;
+      const bool mine = owns(o.account_id);
       if (!wire::is_valid(o)) {
         if (mine)
           emit(seq, 'O', o.account_id, client_id, o.client_seq, connection_id, Verdict::kInvalid, 0,
@@ -302,7 +306,7 @@ void Shard::prefetch(std::span<const std::byte> frame) const noexcept {
   const uint8_t type = wire::load<uint8_t>(frame.data() + 2);
   // account_id sits at payload offset 16 in both TRANSACTION and ORDER.
   const uint64_t account = wire::load<uint64_t>(frame.data() + wire::kHeaderSize + 16);
-  if (account == 0 || shard_of(account, count_) != index_) return;
+  if (account == 0 || !owns(account)) return;
   if (type == static_cast<uint8_t>(wire::FrameType::kTransaction)) {
     __builtin_prefetch(fraud_.history().table().home_slot(account));
     // The timers about to fire evict other accounts: their slots are the other likely misses.

@@ -219,6 +219,10 @@ class Shard {
     int64_t last_sequence = 0;
   };
 
+  // shard_of(account, count_) == index_; a single shard owns every account without the division.
+  bool owns(uint64_t account) const noexcept {
+    return count_ == 1 || shard_of(account, count_) == index_;
+  }
   void advance(int64_t event_time_ns);
   void note_client(uint64_t client_id, uint64_t client_seq);
   void emit(int64_t seq, char type, uint64_t account, uint64_t client_id, uint64_t client_seq,

@@ -143,10 +143,11 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
   }
   out.load_seconds = static_cast<double>(monotonic_ns() - load_start) / 1e9;
 
-  // The tail. Records are copied into a small batch so the shards' state can be prefetched a few
-  // events ahead (a frame points into the reader's mapping only until its next call).
+  // The tail. Records are copied into a small ring so the shards' state can be prefetched
+  // kAhead events ahead, continuously (a frame points into the reader's mapping only until its
+  // next call): each record read is prefetched, then the one kAhead behind it is handled.
   const int64_t replay_start = monotonic_ns();
-  constexpr size_t kBatch = 16;
+  constexpr size_t kRing = 8;  // a power of two > kAhead
   constexpr size_t kAhead = 4;
   struct Item {
     int64_t sequence;
@@ -154,44 +155,35 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
     uint16_t length;
     std::array<std::byte, wire::kMaxFrameSize> frame;
   };
-  std::vector<Item> batch(kBatch);
+  std::vector<Item> ring(kRing);
   out.last_sequence = out.snapshot_sequence;
   journal::ReadResult r = journal::ReadResult::kRecord;
-  bool stop = false;
-  while (!stop) {
-    size_t n = 0;
-    journal::Record rec;
-    while (n < kBatch && (r = (*reader)->next(&rec)) == journal::ReadResult::kRecord) {
-      if (rec.sequence > o.stop_after) {
-        stop = true;
-        break;
-      }
-      Item& it = batch[n++];
-      it.sequence = rec.sequence;
-      it.client_id = rec.client_id;
-      it.length = static_cast<uint16_t>(rec.frame.size());
-      std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
+  size_t read = 0;     // items read into the ring
+  size_t handled = 0;  // items handled
+  auto handle_one = [&] {
+    const Item& it = ring[handled++ & (kRing - 1)];
+    for (auto& shard : out.shards) {
+      shard->on_event(it.sequence, it.client_id, 0, {it.frame.data(), it.length});
     }
-    if (n == 0) break;
-    for (size_t i = 0; i < n; ++i) {
-      if (i + kAhead < n) {
-        const Item& ahead = batch[i + kAhead];
-        for (auto& shard : out.shards) shard->prefetch({ahead.frame.data(), ahead.length});
-      }
-      const Item& it = batch[i];
-      for (auto& shard : out.shards) {
-        shard->on_event(it.sequence, it.client_id, 0, {it.frame.data(), it.length});
-      }
-    }
-    if (out.first_sequence == 0) out.first_sequence = batch[0].sequence;
-    const int64_t before = out.replayed_events;
-    out.replayed_events += static_cast<int64_t>(n);
-    out.last_sequence = batch[n - 1].sequence;
-    if (o.progress && (out.replayed_events >> 20) != (before >> 20)) {
+    if (out.first_sequence == 0) out.first_sequence = it.sequence;
+    out.last_sequence = it.sequence;
+    ++out.replayed_events;
+    if (o.progress && (out.replayed_events & ((1 << 20) - 1)) == 0) {
       o.progress(out.replayed_events, out.last_sequence);
     }
-    if (r != journal::ReadResult::kRecord) break;
+  };
+  journal::Record rec;
+  while ((r = (*reader)->next(&rec)) == journal::ReadResult::kRecord) {
+    if (rec.sequence > o.stop_after) break;
+    if (read - handled == kAhead) handle_one();
+    Item& it = ring[read++ & (kRing - 1)];
+    it.sequence = rec.sequence;
+    it.client_id = rec.client_id;
+    it.length = static_cast<uint16_t>(rec.frame.size());
+    std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
+    for (auto& shard : out.shards) shard->prefetch({it.frame.data(), it.length});
   }
+  while (handled < read) handle_one();
   out.replay_seconds = static_cast<double>(monotonic_ns() - replay_start) / 1e9;
   if (r == journal::ReadResult::kCorrupt) return (*reader)->status();
   out.torn_tail = (*reader)->torn_tail().has_value();

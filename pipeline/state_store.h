@@ -498,6 +498,22 @@ class HistoryState {
   // Adds `e` after the last entry of `key` with time <= e.time.
   void add(uint64_t key, const Entry& e) { add_at(table_.insert(key).first, e); }
 
+  // A lookup that query() and add() can reuse: valid until the next change to this state.
+  struct Found {
+    uint64_t key;
+    int64_t index;  // -1: the key has no entries
+  };
+  Found find(uint64_t key) const noexcept { return {key, table_.find_index(key)}; }
+  WindowStats query(const Found& f, int64_t lo, int64_t hi) const noexcept {
+    if (f.index < 0) return {};
+    const Slot& s = table_.at(static_cast<size_t>(f.index));
+    return window(entries_of(s), s.count, lo, hi);
+  }
+  // add(f.key, e) without a second lookup. REQUIRES: no change to the state since find().
+  void add(const Found& f, const Entry& e) {
+    add_at(f.index >= 0 ? static_cast<size_t>(f.index) : table_.insert(f.key).first, e);
+  }
+
   // query(key, lo, hi) of the entries before `e`, then add(key, e): one lookup for both.
   WindowStats query_then_add(uint64_t key, int64_t lo, int64_t hi, const Entry& e) {
     const size_t i = table_.insert(key).first;
@@ -763,12 +779,27 @@ class MapState {
     return s == nullptr ? Value{} : s->value;
   }
   void put(uint64_t key, uint32_t user_key, const Value& value) {
+    put(find(key, user_key), value);
+  }
+
+  // A lookup that a put() can reuse: valid until the next change to this map.
+  struct Found {
+    Key key;
+    int64_t index;  // -1: absent
+    Value value;    // Value{} when absent
+  };
+  Found find(uint64_t key, uint32_t user_key) const noexcept {
+    const Key k{key, user_key};
+    const int64_t i = table_.find_index(k);
+    return {k, i, i < 0 ? Value{} : table_.at(static_cast<size_t>(i)).value};
+  }
+  // put(f.key, value) without a second lookup. REQUIRES: no change to the map since find().
+  void put(const Found& f, const Value& value) {
     if (value == Value{}) {
-      const int64_t i = table_.find_index(Key{key, user_key});
-      if (i >= 0) table_.erase_at(static_cast<size_t>(i));
+      if (f.index >= 0) table_.erase_at(static_cast<size_t>(f.index));
       return;
     }
-    const size_t i = table_.insert(Key{key, user_key}).first;
+    const size_t i = f.index >= 0 ? static_cast<size_t>(f.index) : table_.insert(f.key).first;
     table_.mut(i).value = value;
   }
   size_t size() const noexcept { return table_.size(); }

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <functional>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -15,6 +17,7 @@
 #include "io/journal_writer.h"
 #include "io/snapshot_format.h"
 #include "io/snapshot_writer.h"
+#include "pipeline/decision_digest.h"
 #include "pipeline/keyed_processors.h"
 #include "pipeline/shard_stage.h"
 
@@ -260,6 +263,60 @@ TEST_F(ReplayTest, AMissingJournalIsNotFound) {
   auto r = run_replay(ReplayOptions{.journal_dir = dir_ + "/nope"});
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kNotFound);
+}
+
+// The digest sees every field of a decision (a change to any one changes it) and not the order
+// the decisions arrive in.
+TEST(DecisionDigestTest, EveryFieldCountsAndOrderDoesNot) {
+  std::mt19937_64 rng(5);
+  std::vector<DecisionRecord> stream;
+  for (int i = 0; i < 1'000; ++i) {
+    stream.push_back(DecisionRecord{.seq = i + 1,
+                                    .type = i % 2 == 0 ? 'T' : 'O',
+                                    .account_id = 1 + rng() % 50,
+                                    .client_id = 1 + rng() % 3,
+                                    .client_seq = rng() % 1'000'000,
+                                    .verdict = static_cast<wire::Verdict>(rng() % 5),
+                                    .reason = static_cast<uint8_t>(rng() % 7),
+                                    .flags = static_cast<uint32_t>(rng() % 64)});
+  }
+  DecisionDigest in_order;
+  for (const DecisionRecord& d : stream) in_order.add(d);
+  std::vector<DecisionRecord> shuffled = stream;
+  std::shuffle(shuffled.begin(), shuffled.end(), rng);
+  DecisionDigest reordered;
+  for (const DecisionRecord& d : shuffled) reordered.add(d);
+  EXPECT_EQ(in_order.hex(), reordered.hex());
+
+  // Each field, changed by one bit in one decision, changes the digest.
+  const std::vector<std::function<void(DecisionRecord&)>> changes = {
+      [](DecisionRecord& d) { d.seq ^= 1; },
+      [](DecisionRecord& d) { d.type = d.type == 'T' ? 'O' : 'T'; },
+      [](DecisionRecord& d) { d.account_id ^= 1; },
+      [](DecisionRecord& d) { d.client_id ^= 1; },
+      [](DecisionRecord& d) { d.client_seq ^= 1ull << 40; },
+      [](DecisionRecord& d) {
+        d.verdict = d.verdict == wire::Verdict::kAccept ? wire::Verdict::kFlag
+                                                        : wire::Verdict::kAccept;
+      },
+      [](DecisionRecord& d) { d.reason ^= 1; },
+      [](DecisionRecord& d) { d.flags ^= 1u << 5; }};
+  for (size_t field = 0; field < changes.size(); ++field) {
+    for (size_t at : {size_t{0}, size_t{499}, stream.size() - 1}) {
+      std::vector<DecisionRecord> changed = stream;
+      changes[field](changed[at]);
+      DecisionDigest d;
+      for (const DecisionRecord& r : changed) d.add(r);
+      EXPECT_NE(d.hex(), in_order.hex()) << "field " << field << " at " << at;
+    }
+  }
+  // A missing or an extra decision changes it too.
+  DecisionDigest missing;
+  for (size_t i = 1; i < stream.size(); ++i) missing.add(stream[i]);
+  EXPECT_NE(missing.hex(), in_order.hex());
+  DecisionDigest extra = in_order;
+  extra.add(stream[0]);
+  EXPECT_NE(extra.hex(), in_order.hex());
 }
 
 }  // namespace

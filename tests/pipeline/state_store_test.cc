@@ -165,7 +165,18 @@ TEST(HistoryState, RandomAddsEvictsAndQueriesMatchAModelAcrossInlineAndPoolRuns)
       now += static_cast<int64_t>(rng() % 5);
       const int64_t t = now - static_cast<int64_t>(rng() % 4 == 0 ? rng() % 50 : 0);
       const Entry e{t, static_cast<int64_t>(rng() % 1000)};
-      h.add(key, e);
+      if (rng() % 2 == 0) {
+        h.add(key, e);
+      } else {
+        // The one-lookup path: a query through the found slot, then an add through it.
+        const auto found = h.find(key);
+        ASSERT_EQ(found.index < 0, model.find(key) == model.end()) << "op " << op;
+        const WindowStats via_found = h.query(found, t - 100, t);
+        const WindowStats via_key = h.query(key, t - 100, t);
+        ASSERT_EQ(via_found.count, via_key.count) << "op " << op;
+        ASSERT_TRUE(via_found.sum == via_key.sum) << "op " << op;
+        h.add(found, e);
+      }
       model_add(model, key, e);
     } else if (r < 90) {
       const int64_t cutoff = now - static_cast<int64_t>(rng() % 400);
@@ -220,6 +231,53 @@ TEST(HistoryState, EqualTimesKeepInsertionOrder) {
   ASSERT_EQ(v.size(), 20u);
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(v[i].amount, static_cast<int64_t>(2 * i + 1));
   for (size_t i = 0; i < 10; ++i) EXPECT_EQ(v[10 + i].amount, static_cast<int64_t>(2 * i));
+}
+
+// ---- MapState ----------------------------------------------------------------------------------
+
+// put() by key and put() through a find() agree with a std::map, zero meaning "no entry", across
+// growth and backward-shift erases.
+TEST(MapState, PutsThroughFindAndByKeyMatchAStdMapAndZeroIsNoEntry) {
+  StateStore store;
+  MapState<int64_t> m(store.capture(), "m");
+  std::map<std::pair<uint64_t, uint32_t>, int64_t> model;
+  std::mt19937_64 rng(11);
+  for (int op = 0; op < 100'000; ++op) {
+    const uint64_t key = 1 + rng() % 3'000;
+    const auto user = static_cast<uint32_t>(rng() % 3);
+    const auto value = static_cast<int64_t>(rng() % 4) - 1;  // zero a quarter of the time
+    const auto it = model.find({key, user});
+    const int64_t expected = it == model.end() ? 0 : it->second;
+    if (rng() % 2 == 0) {
+      ASSERT_EQ(m.get(key, user), expected) << "op " << op;
+      m.put(key, user, value);
+    } else {
+      const auto found = m.find(key, user);
+      ASSERT_EQ(found.value, expected) << "op " << op;
+      ASSERT_EQ(found.index >= 0, it != model.end()) << "op " << op;
+      m.put(found, found.value + value);
+      if (found.value + value != 0) {
+        model[{key, user}] = found.value + value;
+      } else {
+        model.erase({key, user});
+      }
+      continue;
+    }
+    if (value != 0) {
+      model[{key, user}] = value;
+    } else {
+      model.erase({key, user});
+    }
+  }
+  ASSERT_EQ(m.size(), model.size());
+  for (const auto& [k, v] : model) EXPECT_EQ(m.get(k.first, k.second), v);
+  size_t seen = 0;
+  m.for_each([&](uint64_t key, uint32_t user, int64_t value) {
+    ++seen;
+    EXPECT_NE(value, 0);
+    EXPECT_EQ(model.at({key, user}), value);
+  });
+  EXPECT_EQ(seen, model.size());
 }
 
 // ---- TimerQueue --------------------------------------------------------------------------------
