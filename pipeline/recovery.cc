@@ -145,7 +145,7 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
 
   // The tail. Records are copied into a small ring so the shards' state can be prefetched
   // kAhead events ahead, continuously (a frame points into the reader's mapping only until its
-  // next call): each record read is prefetched, then the one kAhead behind it is handled.
+  // next call): each record read is prefetched, then the one kAhead before it is handled.
   const int64_t replay_start = monotonic_ns();
   constexpr size_t kRing = 8;  // a power of two > kAhead
   constexpr size_t kAhead = 4;
@@ -175,13 +175,15 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
   journal::Record rec;
   while ((r = (*reader)->next(&rec)) == journal::ReadResult::kRecord) {
     if (rec.sequence > o.stop_after) break;
+    // Prefetch from the record where it lies (the copy just made would be read back through
+    // the store buffer).
+    for (auto& shard : out.shards) shard->prefetch(rec.frame);
     if (read - handled == kAhead) handle_one();
     Item& it = ring[read++ & (kRing - 1)];
     it.sequence = rec.sequence;
     it.client_id = rec.client_id;
     it.length = static_cast<uint16_t>(rec.frame.size());
     std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
-    for (auto& shard : out.shards) shard->prefetch({it.frame.data(), it.length});
   }
   while (handled < read) handle_one();
   out.replay_seconds = static_cast<double>(monotonic_ns() - replay_start) / 1e9;
