@@ -13,6 +13,8 @@
 //                                stall, as ShardCounters reports it), pass_{p50,p99,max}_us
 //                                (whole passes while the capture ran) beside
 //                                pass_{p50,p99,max}_us_before (500 passes without a snapshot),
+//                                pass_cpu_{p50,max}_us[_before]: the same passes in the
+//                                thread's CPU time (preemption left out, page faults in),
 //                                capture_ms (barrier to complete image), passes
 //   Recovery/1M-accounts/10M-journal/1M-tail
 //                                recover(): newest snapshot (at 9M) + the last 1M events of a
@@ -27,6 +29,7 @@
 #include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -175,6 +178,18 @@ void BM_SnapshotRestore(benchmark::State& state) {
   }
 }
 
+// CPU time of the calling thread (it stops while the thread is preempted; page faults count).
+int64_t thread_cpu_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+struct PassTime {
+  int64_t wall;
+  int64_t cpu;
+};
+
 void BM_SnapshotStall(benchmark::State& state) {
   Fixture& f = fixture(static_cast<uint64_t>(state.range(0)));
   IdleWaitStrategy wait(IdleConfig{.kind = IdleKind::kYield});
@@ -201,8 +216,9 @@ void BM_SnapshotStall(benchmark::State& state) {
       input.publish(s);
     }
     const int64_t start = now_ns();
+    const int64_t cpu_start = thread_cpu_ns();
     while (stage.sequence().get() < input.cursor().get()) stage.do_work();
-    const int64_t took = now_ns() - start;
+    const PassTime took{now_ns() - start, thread_cpu_ns() - cpu_start};
     consumed.set(output.cursor().get());
     return took;
   };
@@ -211,13 +227,23 @@ void BM_SnapshotStall(benchmark::State& state) {
     std::sort(v.begin(), v.end());
     return static_cast<double>(v[static_cast<size_t>(p * static_cast<double>(v.size() - 1))]) / 1e3;
   };
-  std::vector<int64_t> before;
-  for (int i = 0; i < 500; ++i) before.push_back(pass(false));
+  // Wall and CPU time of passes: the split keeps what the snapshot costs apart from the time
+  // the thread spent preempted (which the wall time, and the stage's own TSC-based stall
+  // counter, include).
+  std::vector<int64_t> before, before_cpu;
+  for (int i = 0; i < 500; ++i) {
+    const PassTime t = pass(false);
+    before.push_back(t.wall);
+    before_cpu.push_back(t.cpu);
+  }
   for (auto _ : state) {
     const int64_t start = now_ns();
-    std::vector<int64_t> during;
-    during.push_back(pass(true));
-    while (stage.snapshot_in_progress()) during.push_back(pass(false));
+    std::vector<int64_t> during, during_cpu;
+    for (bool first = true; first || stage.snapshot_in_progress(); first = false) {
+      const PassTime t = pass(first);
+      during.push_back(t.wall);
+      during_cpu.push_back(t.cpu);
+    }
     const double capture_ms = ms_since(start);
     state.SetIterationTime(static_cast<double>(counters.snapshot_stall_ns_last.get()) / 1e9);
     state.counters["stall_max_us"] =
@@ -230,6 +256,10 @@ void BM_SnapshotStall(benchmark::State& state) {
     state.counters["pass_p50_us_before"] = pct(before, 0.5);
     state.counters["pass_p99_us_before"] = pct(before, 0.99);
     state.counters["pass_max_us_before"] = pct(before, 1.0);
+    state.counters["pass_cpu_p50_us"] = pct(during_cpu, 0.5);
+    state.counters["pass_cpu_max_us"] = pct(during_cpu, 1.0);
+    state.counters["pass_cpu_p50_us_before"] = pct(before_cpu, 0.5);
+    state.counters["pass_cpu_max_us_before"] = pct(before_cpu, 1.0);
     if (!f.writer->flush().ok()) state.SkipWithError("snapshot write failed");
   }
   state.counters["cow_chunks_total"] = static_cast<double>(counters.snapshot_cow_chunks.get());
