@@ -491,8 +491,7 @@ class HistoryState {
 
   // Count (and sum of amounts) of the entries of `key` with lo < time <= hi.
   WindowStats query(uint64_t key, int64_t lo, int64_t hi) const noexcept {
-    const std::span<const Entry> v = get(key);
-    return window(v.data(), v.size(), lo, hi);
+    return query(find(key), lo, hi);
   }
 
   // Adds `e` after the last entry of `key` with time <= e.time.
@@ -774,10 +773,7 @@ class MapState {
   MapState(StateCapture& capture, std::string_view name) : table_(capture, name) {}
   void reserve_keys(size_t keys) { table_.reserve(keys); }
 
-  Value get(uint64_t key, uint32_t user_key) const noexcept {
-    const Slot* s = table_.find(Key{key, user_key});
-    return s == nullptr ? Value{} : s->value;
-  }
+  Value get(uint64_t key, uint32_t user_key) const noexcept { return find(key, user_key).value; }
   void put(uint64_t key, uint32_t user_key, const Value& value) {
     put(find(key, user_key), value);
   }
