@@ -11,6 +11,9 @@
 //       run_replay() (the `sluice replay` path: journal reader, one shard, digest) over a
 //       10M-event mixed journal in the page cache, written once per process into
 //       $REPLAY_BENCH_DIR (default ./bench-replay-tmp, removed at exit).
+//   Replay/shards:2/<accounts>
+//       The same with two shards, each on its own thread with its own journal reader (what
+//       `sluice replay --shards 2` does without --decisions-out on a machine of two or more CPUs).
 //   JournalReadOnly/<accounts>
 //       A JournalReader over the same journal, nothing else: the reader's share.
 #include <benchmark/benchmark.h>
@@ -147,7 +150,7 @@ const std::string& journal_for(uint64_t accounts, std::string* error) {
   return dirs[accounts] = dir;
 }
 
-void BM_Replay(benchmark::State& state) {
+void BM_Replay(benchmark::State& state, uint32_t shards) {
   std::string error;
   const std::string& dir = journal_for(static_cast<uint64_t>(state.range(0)), &error);
   if (!error.empty()) {
@@ -156,7 +159,7 @@ void BM_Replay(benchmark::State& state) {
   }
   int64_t events = 0;
   for (auto _ : state) {
-    auto r = run_replay(ReplayOptions{.journal_dir = dir, .shards = 1});
+    auto r = run_replay(ReplayOptions{.journal_dir = dir, .shards = shards});
     if (!r.ok()) {
       state.SkipWithError(std::string(r.status().message()).c_str());
       return;
@@ -232,8 +235,15 @@ BENCHMARK(BM_JournalReadOnly)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(1);
-BENCHMARK(BM_Replay)
+BENCHMARK_CAPTURE(BM_Replay, one_shard, 1u)
     ->Name("Replay")
+    ->Arg(10'000)
+    ->Arg(1'000'000)
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+BENCHMARK_CAPTURE(BM_Replay, two_shards, 2u)
+    ->Name("Replay/shards:2")
     ->Arg(10'000)
     ->Arg(1'000'000)
     ->UseManualTime()

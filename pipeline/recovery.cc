@@ -6,6 +6,8 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
@@ -94,6 +96,115 @@ bool try_set(const RecoveryOptions& o, int64_t seq, uint32_t count,
   return true;
 }
 
+// What one pass over the journal tail saw.
+struct Tail {
+  absl::Status status;
+  int64_t first_sequence = 0;  // 0: no record
+  int64_t last_sequence = 0;
+  int64_t events = 0;
+  bool torn_tail = false;
+};
+
+// Runs every record from the reader's position (through o.stop_after) through `shards`. Records
+// are copied into a small ring so the shards' state can be prefetched kAhead events ahead,
+// continuously (a frame points into the reader's mapping only until its next call): each record
+// read is prefetched, then the one kAhead before it is handled.
+Tail run_tail(const RecoveryOptions& o, journal::JournalReader& reader,
+              std::span<const std::unique_ptr<Shard>> shards, bool report_progress) {
+  constexpr size_t kRing = 8;  // a power of two > kAhead
+  constexpr size_t kAhead = 4;
+  struct Item {
+    int64_t sequence;
+    uint64_t client_id;
+    uint16_t length;
+    std::array<std::byte, wire::kMaxFrameSize> frame;
+  };
+  std::vector<Item> ring(kRing);
+  Tail tail;
+  size_t read = 0;     // items read into the ring
+  size_t handled = 0;  // items handled
+  auto handle_one = [&] {
+    const Item& it = ring[handled++ & (kRing - 1)];
+    for (const auto& shard : shards) {
+      shard->on_event(it.sequence, it.client_id, 0, {it.frame.data(), it.length});
+    }
+    if (tail.first_sequence == 0) tail.first_sequence = it.sequence;
+    tail.last_sequence = it.sequence;
+    ++tail.events;
+    if (report_progress && o.progress && (tail.events & ((1 << 20) - 1)) == 0) {
+      o.progress(tail.events, tail.last_sequence);
+    }
+  };
+  journal::Record rec;
+  journal::ReadResult r;
+  while ((r = reader.next(&rec)) == journal::ReadResult::kRecord) {
+    if (rec.sequence > o.stop_after) break;
+    // Prefetch from the record where it lies (the copy just made would be read back through
+    // the store buffer).
+    for (const auto& shard : shards) shard->prefetch(rec.frame);
+    if (read - handled == kAhead) handle_one();
+    Item& it = ring[read++ & (kRing - 1)];
+    it.sequence = rec.sequence;
+    it.client_id = rec.client_id;
+    it.length = static_cast<uint16_t>(rec.frame.size());
+    std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
+  }
+  while (handled < read) handle_one();
+  if (r == journal::ReadResult::kCorrupt) tail.status = reader.status();
+  tail.torn_tail = reader.torn_tail().has_value();
+  return tail;
+}
+
+// The shards split into one contiguous group per thread (as many threads as the machine has
+// CPUs, at most one per shard), each thread with its own reader from just after `after` (0: the
+// start) and each shard with its own sink: a shard's decisions depend only on the events, which
+// every shard reads in full.
+Tail run_tail_in_parallel(const RecoveryOptions& o, std::span<const std::unique_ptr<Shard>> shards,
+                          int64_t after) {
+  const auto n = static_cast<uint32_t>(shards.size());
+  for (uint32_t k = 0; k < n; ++k) shards[k]->set_sink(*o.shard_sink(k, n));
+  const uint32_t groups = std::clamp(std::thread::hardware_concurrency(), 1u, n);
+  std::vector<Tail> tails(groups);
+  std::vector<std::thread> threads;
+  threads.reserve(groups);
+  for (uint32_t g = 0; g < groups; ++g) {
+    const size_t lo = size_t{n} * g / groups;
+    const size_t hi = size_t{n} * (g + 1) / groups;
+    threads.emplace_back([&o, &tails, group = shards.subspan(lo, hi - lo), after, g] {
+      Tail& tail = tails[g];
+      auto reader = journal::JournalReader::open(o.journal_dir);
+      if (!reader.ok()) {
+        tail.status = reader.status();
+        return;
+      }
+      if (absl::Status s = (*reader)->seek(after); !s.ok()) {
+        tail.status = s;
+        return;
+      }
+      journal::Record rec;
+      if (after > 0 && (*reader)->next(&rec) != journal::ReadResult::kRecord) {
+        tail.status = absl::InternalError(
+            absl::StrCat("the journal no longer holds sequence ", after, " (", o.journal_dir, ")"));
+        return;
+      }
+      tail = run_tail(o, **reader, group, g == 0);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  for (const Tail& t : tails) {
+    if (!t.status.ok()) return t;
+  }
+  for (size_t g = 1; g < tails.size(); ++g) {
+    if (tails[g].events != tails[0].events || tails[g].last_sequence != tails[0].last_sequence) {
+      tails[0].status = absl::InternalError(absl::StrCat(
+          "recovery threads read different journal tails: to sequence ", tails[0].last_sequence,
+          " and to ", tails[g].last_sequence, " (", o.journal_dir, " changed meanwhile?)"));
+      break;
+    }
+  }
+  return tails[0];
+}
+
 }  // namespace
 
 DecisionSink& discard_sink() {
@@ -143,52 +254,16 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
   }
   out.load_seconds = static_cast<double>(monotonic_ns() - load_start) / 1e9;
 
-  // The tail. Records are copied into a small ring so the shards' state can be prefetched
-  // kAhead events ahead, continuously (a frame points into the reader's mapping only until its
-  // next call): each record read is prefetched, then the one kAhead before it is handled.
   const int64_t replay_start = monotonic_ns();
-  constexpr size_t kRing = 8;  // a power of two > kAhead
-  constexpr size_t kAhead = 4;
-  struct Item {
-    int64_t sequence;
-    uint64_t client_id;
-    uint16_t length;
-    std::array<std::byte, wire::kMaxFrameSize> frame;
-  };
-  std::vector<Item> ring(kRing);
-  out.last_sequence = out.snapshot_sequence;
-  journal::ReadResult r = journal::ReadResult::kRecord;
-  size_t read = 0;     // items read into the ring
-  size_t handled = 0;  // items handled
-  auto handle_one = [&] {
-    const Item& it = ring[handled++ & (kRing - 1)];
-    for (auto& shard : out.shards) {
-      shard->on_event(it.sequence, it.client_id, 0, {it.frame.data(), it.length});
-    }
-    if (out.first_sequence == 0) out.first_sequence = it.sequence;
-    out.last_sequence = it.sequence;
-    ++out.replayed_events;
-    if (o.progress && (out.replayed_events & ((1 << 20) - 1)) == 0) {
-      o.progress(out.replayed_events, out.last_sequence);
-    }
-  };
-  journal::Record rec;
-  while ((r = (*reader)->next(&rec)) == journal::ReadResult::kRecord) {
-    if (rec.sequence > o.stop_after) break;
-    // Prefetch from the record where it lies (the copy just made would be read back through
-    // the store buffer).
-    for (auto& shard : out.shards) shard->prefetch(rec.frame);
-    if (read - handled == kAhead) handle_one();
-    Item& it = ring[read++ & (kRing - 1)];
-    it.sequence = rec.sequence;
-    it.client_id = rec.client_id;
-    it.length = static_cast<uint16_t>(rec.frame.size());
-    std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
-  }
-  while (handled < read) handle_one();
+  const Tail tail = out.shards.size() > 1 && o.shard_sink
+                        ? run_tail_in_parallel(o, out.shards, out.snapshot_sequence)
+                        : run_tail(o, **reader, out.shards, true);
   out.replay_seconds = static_cast<double>(monotonic_ns() - replay_start) / 1e9;
-  if (r == journal::ReadResult::kCorrupt) return (*reader)->status();
-  out.torn_tail = (*reader)->torn_tail().has_value();
+  if (!tail.status.ok()) return tail.status;
+  out.first_sequence = tail.first_sequence;
+  out.last_sequence = tail.events > 0 ? tail.last_sequence : out.snapshot_sequence;
+  out.replayed_events = tail.events;
+  out.torn_tail = tail.torn_tail;
   return out;
 }
 

@@ -15,7 +15,8 @@
 // The recovered shards carry the state as of the journal's last sequence, including shard 0's
 // client table (client_id -> last client_seq) for ingest's dedupe.
 //
-// Thread safety: recover() is reentrant and runs on the calling thread.
+// Thread safety: recover() is reentrant and runs on the calling thread, except for the tail with
+// RecoveryOptions::shard_sink: up to one thread per CPU, joined before it returns.
 #ifndef SLUICE_PIPELINE_RECOVERY_H_
 #define SLUICE_PIPELINE_RECOVERY_H_
 
@@ -47,17 +48,24 @@ struct RecoveryOptions {
   int64_t stop_after = std::numeric_limits<int64_t>::max();
   // Receives the tail's decisions and alerts; null: discarded.
   DecisionSink* tail_sink = nullptr;
+  // Set, and with two or more shards: the tail runs on up to one thread per CPU (each with its
+  // own journal reader and a contiguous group of the shards), shard k's decisions and alerts
+  // going, in sequence order, to shard_sink(k, n) (called on the calling thread, once per shard
+  // in order, before any tail thread starts; tail_sink is then unused). Unset: the calling
+  // thread runs every shard, into tail_sink in sequence order.
+  std::function<DecisionSink*(uint32_t shard, uint32_t shards)> shard_sink;
   StateStore::Options store;
   // Called about every 2^20 tail events with (events so far, last sequence).
   std::function<void(int64_t, int64_t)> progress;
 };
 
 struct Recovered {
-  std::vector<std::unique_ptr<Shard>> shards;  // their sink is tail_sink (or a discarding one)
-  int64_t snapshot_sequence = 0;               // S of the set loaded; 0: none
-  std::vector<std::string> snapshot_files;     // the set loaded, shard 0 first
-  int64_t first_sequence = 0;                  // the first journal sequence replayed (0: none)
-  int64_t last_sequence = 0;                   // of the journal (the state is as of it)
+  // Their sink is tail_sink (or a discarding one), or shard_sink's when the tail ran in parallel.
+  std::vector<std::unique_ptr<Shard>> shards;
+  int64_t snapshot_sequence = 0;            // S of the set loaded; 0: none
+  std::vector<std::string> snapshot_files;  // the set loaded, shard 0 first
+  int64_t first_sequence = 0;               // the first journal sequence replayed (0: none)
+  int64_t last_sequence = 0;                // of the journal (the state is as of it)
   int64_t replayed_events = 0;
   bool torn_tail = false;
   double load_seconds = 0;            // choosing, checking and restoring snapshots

@@ -8,7 +8,9 @@
 // starts from the newest complete, valid snapshot set taken at a sequence S < from (state as of
 // S, pipeline/recovery.h) and reads the journal from S + 1: the same decisions, sooner.
 //
-// Thread safety: run_replay is reentrant; it runs on the calling thread.
+// Thread safety: run_replay is reentrant. It runs on the calling thread, but with several shards
+// and no decisions file the shards replay on up to one thread per CPU (joined before it
+// returns).
 #ifndef SLUICE_PIPELINE_REPLAY_H_
 #define SLUICE_PIPELINE_REPLAY_H_
 

@@ -121,7 +121,7 @@ void add_replay_command(CLI::App& app, CommandAction* action) {
   replay
       ->add_option("--shards", args->shards,
                    "shards to run (decisions do not depend on it; default: the snapshot set's, "
-                   "else 1)")
+                   "else 1); without --decisions-out they replay in parallel, a thread per CPU")
       ->check(CLI::Range(1, 1024));
   replay->add_option("--config", args->config,
                      "take the processor thresholds from this sluiced config (default: the ones "

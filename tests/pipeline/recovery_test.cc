@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -134,6 +135,82 @@ TEST_F(RecoveryTest, SnapshotAtRandomSequencePlusTailEqualsReplayFromScratch) {
       EXPECT_GT(want_d.size(), 0u);
     }
   }
+}
+
+TEST_F(RecoveryTest, AParallelTailLeavesEachShardAsOneThreadWouldWithItsOwnDecisionsInOrder) {
+  const auto events = testing::random_events(6'000, 21);
+  testing::append_journal(journal_, events);
+  std::mt19937_64 rng(22);
+  for (uint32_t n = 2; n <= 5; ++n) {  // more shards than this machine's CPUs: groups per thread
+    fs::remove_all(snapshots_);
+    const size_t s = n == 2 ? 0 : 1 + rng() % (events.size() - 1);  // 0: no snapshot
+    SCOPED_TRACE(absl::StrCat(n, " shards, snapshot at ", s));
+    if (s > 0) {
+      Collected ignore;
+      auto at_s = shards_at(events, n, s, ignore);
+      write_set(at_s);
+    }
+    std::vector<Collected> per_shard(n);
+    std::vector<uint32_t> asked;
+    Collected unused;
+    auto sink_of = [&](uint32_t k, uint32_t count) -> DecisionSink* {
+      EXPECT_EQ(count, n);
+      asked.push_back(k);
+      return &per_shard[k];
+    };
+    auto r = recover(RecoveryOptions{.snapshot_dir = snapshots_,
+                                     .journal_dir = journal_,
+                                     .shards = n,
+                                     .tail_sink = &unused,
+                                     .shard_sink = sink_of});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->snapshot_sequence, static_cast<int64_t>(s));
+    EXPECT_EQ(r->replayed_events, static_cast<int64_t>(events.size() - s));
+    EXPECT_EQ(r->first_sequence, static_cast<int64_t>(s + 1));
+    EXPECT_EQ(r->last_sequence, static_cast<int64_t>(events.size()));
+    EXPECT_EQ(asked.size(), n);
+    EXPECT_TRUE(std::is_sorted(asked.begin(), asked.end()));
+    EXPECT_TRUE(unused.decisions.empty());
+    // From scratch on one thread, a sink per shard.
+    std::vector<Collected> want(n);
+    std::vector<std::unique_ptr<Shard>> scratch;
+    for (uint32_t k = 0; k < n; ++k) {
+      scratch.push_back(std::make_unique<Shard>(ProcessorConfig{}, k, n, want[k]));
+    }
+    for (size_t e = 0; e < events.size(); ++e) {
+      for (auto& shard : scratch) {
+        shard->on_event(static_cast<int64_t>(e + 1), events[e].client_id, 0, events[e].frame);
+      }
+    }
+    const auto before_s = [s](const auto& x) { return x.seq <= static_cast<int64_t>(s); };
+    size_t total = 0;
+    for (uint32_t k = 0; k < n; ++k) {
+      EXPECT_TRUE(image_of(*r->shards[k]) == image_of(*scratch[k])) << "shard " << k;
+      std::erase_if(want[k].decisions, before_s);
+      std::erase_if(want[k].alerts, before_s);
+      EXPECT_EQ(per_shard[k].decisions, want[k].decisions) << "shard " << k;
+      EXPECT_EQ(per_shard[k].alerts, want[k].alerts) << "shard " << k;
+      total += per_shard[k].decisions.size();
+    }
+    EXPECT_GT(total, 0u);
+  }
+}
+
+TEST_F(RecoveryTest, AParallelTailStopsAtACorruptRecordNamingItsFileAndOffset) {
+  const auto events = testing::random_events(500, 23);
+  testing::append_journal(journal_, events);
+  flip_byte(journal_ + "/" + journal::segment_file_name(1), 64 + 45);
+  std::vector<Collected> per_shard(3);
+  auto r = recover(RecoveryOptions{
+      .journal_dir = journal_,
+      .shards = 3,
+      .use_snapshots = false,
+      .shard_sink = [&](uint32_t k, uint32_t) -> DecisionSink* { return &per_shard[k]; }});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss) << r.status();
+  EXPECT_NE(r.status().message().find(journal::segment_file_name(1)), std::string::npos)
+      << r.status();
+  EXPECT_NE(r.status().message().find("offset 64"), std::string::npos) << r.status();
 }
 
 TEST_F(RecoveryTest, NoSnapshotsMeansAFullReplay) {

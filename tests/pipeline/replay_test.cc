@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
+#include <optional>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -113,15 +115,50 @@ TEST_F(ReplayTest, DigestIsTheSameForAnyShardCountAndEqualsTheLivePath) {
   }
   ASSERT_GT(live.decisions.size(), 10'000u);
 
+  // Several shards without a decisions file replay in parallel, each into its own counts.
+  std::optional<ReplayResult> one;
   for (uint32_t shards : {1u, 2u, 3u, 4u}) {
+    SCOPED_TRACE(testing::Message() << shards << " shards");
     auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .shards = shards});
     ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->shards, shards);
     EXPECT_EQ(r->events, 20'000);
-    EXPECT_EQ(r->decisions, static_cast<int64_t>(live.decisions.size())) << shards << " shards";
-    EXPECT_EQ(r->digest.hex(), live.digest.hex()) << shards << " shards";
+    EXPECT_EQ(r->first_sequence, 1);
+    EXPECT_EQ(r->last_sequence, 20'000);
+    EXPECT_EQ(r->decisions, static_cast<int64_t>(live.decisions.size()));
+    EXPECT_EQ(r->digest.hex(), live.digest.hex());
     EXPECT_GT(r->verdicts[static_cast<int>(wire::Verdict::kLate)], 0);
     EXPECT_GT(r->verdicts[static_cast<int>(wire::Verdict::kReject)], 0);
     EXPECT_GT(r->verdicts[static_cast<int>(wire::Verdict::kFlag)], 0);
+    EXPECT_GT(r->alerts, 0);
+    if (!one) {
+      one = *r;
+      continue;
+    }
+    EXPECT_EQ(r->alerts, one->alerts);
+    EXPECT_TRUE(std::equal(std::begin(r->verdicts), std::end(r->verdicts), one->verdicts));
+    EXPECT_TRUE(std::equal(std::begin(r->alerts_by_rule), std::end(r->alerts_by_rule),
+                           one->alerts_by_rule));
+  }
+}
+
+TEST_F(ReplayTest, ParallelShardsReportTheSameRangeAsOneShard) {
+  write_journal(5'000, 23);
+  for (auto [from, to] : {std::pair<int64_t, int64_t>{1'001, 2'000}, {4'500, INT64_MAX}, {1, 1}}) {
+    SCOPED_TRACE(testing::Message() << "from " << from << " to " << to);
+    auto one = run_replay(
+        ReplayOptions{.journal_dir = journal_dir(), .from = from, .to = to, .shards = 1});
+    auto three = run_replay(
+        ReplayOptions{.journal_dir = journal_dir(), .from = from, .to = to, .shards = 3});
+    ASSERT_TRUE(one.ok()) << one.status();
+    ASSERT_TRUE(three.ok()) << three.status();
+    EXPECT_EQ(three->events, one->events);
+    EXPECT_EQ(three->reported_events, one->reported_events);
+    EXPECT_EQ(three->last_sequence, std::min<int64_t>(to, 5'000));
+    EXPECT_EQ(three->last_sequence, one->last_sequence);
+    EXPECT_EQ(three->decisions, one->decisions);
+    EXPECT_EQ(three->alerts, one->alerts);
+    EXPECT_EQ(three->digest.hex(), one->digest.hex());
   }
 }
 
@@ -203,11 +240,13 @@ TEST_F(ReplayTest, ACorruptJournalIsAnErrorNamingTheSegmentAndOffset) {
   const char junk = 0x5a;
   ASSERT_EQ(pwrite(fd, &junk, 1, 64 + 45), 1);  // inside the first record's frame
   ::close(fd);
-  auto r = run_replay(ReplayOptions{.journal_dir = journal_dir()});
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
-  EXPECT_NE(r.status().message().find(journal::segment_file_name(1)), std::string::npos);
-  EXPECT_NE(r.status().message().find("offset 64"), std::string::npos) << r.status();
+  for (uint32_t shards : {1u, 2u}) {  // on the calling thread, and in parallel
+    auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .shards = shards});
+    ASSERT_FALSE(r.ok()) << shards;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(r.status().message().find(journal::segment_file_name(1)), std::string::npos);
+    EXPECT_NE(r.status().message().find("offset 64"), std::string::npos) << r.status();
+  }
 }
 
 std::string read_all(const std::string& path) {
@@ -256,6 +295,16 @@ TEST_F(ReplayTest, StartingFromASnapshotSetGivesTheSameDecisionsAsFromScratch) {
     EXPECT_EQ(snap->alerts, scratch->alerts);
     EXPECT_EQ(snap->reported_events, scratch->reported_events);
     EXPECT_EQ(read_all(a), read_all(b));
+    // Without a decisions file the set's two shards replay the tail in parallel.
+    auto parallel = run_replay(ReplayOptions{
+        .journal_dir = journal_dir(), .snapshot_dir = snapshots, .from = from, .shards = 0});
+    ASSERT_TRUE(parallel.ok()) << parallel.status();
+    EXPECT_EQ(parallel->snapshot_sequence, want_s);
+    EXPECT_EQ(parallel->events, snap->events);
+    EXPECT_EQ(parallel->first_sequence, snap->first_sequence);
+    EXPECT_EQ(parallel->last_sequence, 6'000);
+    EXPECT_EQ(parallel->digest.hex(), scratch->digest.hex());
+    EXPECT_EQ(parallel->alerts, scratch->alerts);
   }
 }
 
