@@ -205,6 +205,11 @@ void accounts3(benchmark::internal::Benchmark* b) {
       ->Iterations(3);
 }
 
+// The journal benchmarks: one pass over a 10M-event journal per repetition.
+void journal_accounts(benchmark::internal::Benchmark* b) {
+  b->Arg(10'000)->Arg(1'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(1);
+}
+
 BENCHMARK(BM_Generate)
     ->Name("Generate")
     ->UseManualTime()
@@ -228,27 +233,9 @@ BENCHMARK_CAPTURE(BM_Processor, risk_np, bench::Mix::kRisk, false)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(3);
-BENCHMARK(BM_JournalReadOnly)
-    ->Name("JournalReadOnly")
-    ->Arg(10'000)
-    ->Arg(1'000'000)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond)
-    ->Iterations(1);
-BENCHMARK_CAPTURE(BM_Replay, one_shard, 1u)
-    ->Name("Replay")
-    ->Arg(10'000)
-    ->Arg(1'000'000)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond)
-    ->Iterations(1);
-BENCHMARK_CAPTURE(BM_Replay, two_shards, 2u)
-    ->Name("Replay/shards:2")
-    ->Arg(10'000)
-    ->Arg(1'000'000)
-    ->UseManualTime()
-    ->Unit(benchmark::kMillisecond)
-    ->Iterations(1);
+BENCHMARK(BM_JournalReadOnly)->Name("JournalReadOnly")->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_Replay, one_shard, 1u)->Name("Replay")->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_Replay, two_shards, 2u)->Name("Replay/shards:2")->Apply(journal_accounts);
 
 }  // namespace
 }  // namespace sluice
