@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <span>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -170,7 +171,7 @@ Tail run_tail_in_parallel(const RecoveryOptions& o, std::span<const std::unique_
   for (uint32_t g = 0; g < groups; ++g) {
     const size_t lo = size_t{n} * g / groups;
     const size_t hi = size_t{n} * (g + 1) / groups;
-    threads.emplace_back([&o, &tails, group = shards.subspan(lo, hi - lo), after, g] {
+    auto run_group = [&o, &tails, group = shards.subspan(lo, hi - lo), after, g] {
       Tail& tail = tails[g];
       auto reader = journal::JournalReader::open(o.journal_dir);
       if (!reader.ok()) {
@@ -188,7 +189,16 @@ Tail run_tail_in_parallel(const RecoveryOptions& o, std::span<const std::unique_
         return;
       }
       tail = run_tail(o, **reader, group, g == 0);
-    });
+    };
+    try {
+      threads.emplace_back(std::move(run_group));
+    } catch (const std::system_error& e) {
+      for (std::thread& t : threads) t.join();
+      Tail failed;
+      failed.status = absl::ResourceExhaustedError(
+          absl::StrCat("cannot start a thread to replay the journal tail: ", e.what()));
+      return failed;
+    }
   }
   for (std::thread& t : threads) t.join();
   for (const Tail& t : tails) {
