@@ -6,8 +6,8 @@
 #     percentiles and decisions by verdict,
 #  3. shows the daemon's own counters (`sluice stat --once`): alerts by rule, lags, latency,
 #  4. stops it with SIGTERM (drain, fsync, snapshot),
-#  5. runs `sluice journal info` and `sluice replay` and checks that the replayed decisions'
-#     digest equals the one the live daemon computed.
+#  5. runs `sluice journal info` and `sluice replay` (one shard, then two in parallel) and checks
+#     that the replayed decisions' digest equals the one the live daemon computed.
 # Exit 0 only if every step worked.
 set -euo pipefail
 
@@ -82,9 +82,14 @@ step "sluice replay --from $FROM --to $TO (no network, the processors over the j
   || die "replay failed"
 REPLAY_DIGEST=$(awk '$1 == "digest" { print $2 }' "$WORK/replay.out")
 
+step "sluice replay --shards 2 (the same, the two shards in parallel)"
+"$SLUICE" replay "$DATA" --from "$FROM" --to "$TO" --no-snapshots --shards 2 \
+  | tee "$WORK/replay2.out" || die "replay with 2 shards failed"
+REPLAY2_DIGEST=$(awk '$1 == "digest" { print $2 }' "$WORK/replay2.out")
+
 step "live decisions vs replay"
-if [ "$REPLAY_DIGEST" = "$LIVE_DIGEST" ]; then
-  echo "digest $LIVE_DIGEST: the replay reproduced all $COUNT live decisions exactly"
+if [ "$REPLAY_DIGEST" = "$LIVE_DIGEST" ] && [ "$REPLAY2_DIGEST" = "$LIVE_DIGEST" ]; then
+  echo "digest $LIVE_DIGEST: both replays reproduced all $COUNT live decisions exactly"
 else
-  die "digests differ: live $LIVE_DIGEST, replay $REPLAY_DIGEST"
+  die "digests differ: live $LIVE_DIGEST, replay $REPLAY_DIGEST, replay with 2 shards $REPLAY2_DIGEST"
 fi
