@@ -157,38 +157,40 @@ Tail run_tail(const RecoveryOptions& o, journal::JournalReader& reader,
 }
 
 // The shards split into one contiguous group per thread (as many threads as the machine has
-// CPUs, at most one per shard), each thread with its own reader from just after `after` (0: the
-// start) and each shard with its own sink: a shard's decisions depend only on the events, which
-// every shard reads in full.
-Tail run_tail_in_parallel(const RecoveryOptions& o, std::span<const std::unique_ptr<Shard>> shards,
-                          int64_t after) {
+// CPUs, at most one per shard), each shard with its own sink: a shard's decisions depend only on
+// the events, which every shard reads in full. The calling thread runs group 0 with `reader`
+// (positioned just after `after`); every other thread opens a reader of its own there.
+Tail run_tail_in_parallel(const RecoveryOptions& o, journal::JournalReader& reader,
+                          std::span<const std::unique_ptr<Shard>> shards, int64_t after) {
   const auto n = static_cast<uint32_t>(shards.size());
   for (uint32_t k = 0; k < n; ++k) shards[k]->set_sink(*o.shard_sink(k, n));
   const uint32_t groups = std::clamp(std::thread::hardware_concurrency(), 1u, n);
+  auto group = [&](uint32_t g) {
+    const size_t lo = size_t{n} * g / groups;
+    return shards.subspan(lo, size_t{n} * (g + 1) / groups - lo);
+  };
   std::vector<Tail> tails(groups);
   std::vector<std::thread> threads;
-  threads.reserve(groups);
-  for (uint32_t g = 0; g < groups; ++g) {
-    const size_t lo = size_t{n} * g / groups;
-    const size_t hi = size_t{n} * (g + 1) / groups;
-    auto run_group = [&o, &tails, group = shards.subspan(lo, hi - lo), after, g] {
+  threads.reserve(groups - 1);
+  for (uint32_t g = 1; g < groups; ++g) {
+    auto run_group = [&o, &tails, shards = group(g), after, g] {
       Tail& tail = tails[g];
-      auto reader = journal::JournalReader::open(o.journal_dir);
-      if (!reader.ok()) {
-        tail.status = reader.status();
+      auto own = journal::JournalReader::open(o.journal_dir);
+      if (!own.ok()) {
+        tail.status = own.status();
         return;
       }
-      if (absl::Status s = (*reader)->seek(after); !s.ok()) {
+      if (absl::Status s = (*own)->seek(after); !s.ok()) {
         tail.status = s;
         return;
       }
       journal::Record rec;
-      if (after > 0 && (*reader)->next(&rec) != journal::ReadResult::kRecord) {
+      if (after > 0 && (*own)->next(&rec) != journal::ReadResult::kRecord) {
         tail.status = absl::InternalError(
             absl::StrCat("the journal no longer holds sequence ", after, " (", o.journal_dir, ")"));
         return;
       }
-      tail = run_tail(o, **reader, group, g == 0);
+      tail = run_tail(o, **own, shards, false);
     };
     try {
       threads.emplace_back(std::move(run_group));
@@ -200,6 +202,7 @@ Tail run_tail_in_parallel(const RecoveryOptions& o, std::span<const std::unique_
       return failed;
     }
   }
+  tails[0] = run_tail(o, reader, group(0), true);
   for (std::thread& t : threads) t.join();
   for (const Tail& t : tails) {
     if (!t.status.ok()) return t;
@@ -266,7 +269,7 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
 
   const int64_t replay_start = monotonic_ns();
   const Tail tail = out.shards.size() > 1 && o.shard_sink
-                        ? run_tail_in_parallel(o, out.shards, out.snapshot_sequence)
+                        ? run_tail_in_parallel(o, **reader, out.shards, out.snapshot_sequence)
                         : run_tail(o, **reader, out.shards, true);
   out.replay_seconds = static_cast<double>(monotonic_ns() - replay_start) / 1e9;
   if (!tail.status.ok()) return tail.status;

@@ -48,11 +48,11 @@ struct RecoveryOptions {
   int64_t stop_after = std::numeric_limits<int64_t>::max();
   // Receives the tail's decisions and alerts; null: discarded.
   DecisionSink* tail_sink = nullptr;
-  // Set, and with two or more shards: the tail runs on up to one thread per CPU (each with its
-  // own journal reader and a contiguous group of the shards), shard k's decisions and alerts
-  // going, in sequence order, to shard_sink(k, n) (called on the calling thread, once per shard
-  // in order, before any tail thread starts; tail_sink is then unused). Unset: the calling
-  // thread runs every shard, into tail_sink in sequence order.
+  // Set, and with two or more shards: the tail runs on up to one thread per CPU, the calling
+  // one included (each with its own journal reader and a contiguous group of the shards), shard
+  // k's decisions and alerts going, in sequence order, to shard_sink(k, n) (called on the
+  // calling thread, once per shard in order, before any tail thread starts; tail_sink is then
+  // unused). Unset: the calling thread runs every shard, into tail_sink in sequence order.
   std::function<DecisionSink*(uint32_t shard, uint32_t shards)> shard_sink;
   StateStore::Options store;
   // Called about every 2^20 tail events with (events so far, last sequence).
