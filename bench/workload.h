@@ -7,12 +7,19 @@
 // One event in ten is out of order by up to 1 s (within the 5 s lateness). Orders use one
 // instrument per account (position keys <= accounts, so the tables reach their steady size in
 // the warm-up and no table grows while a benchmark measures), quantities 1..100.
+//
+// Account ids are 1..accounts, or, with SLUICE_BENCH_IDS=scrambled in the environment, those
+// numbers through a 64-bit bijection: ids spread over the whole 64-bit range, for checking that a
+// result does not rest on sequential ids (a multiplicative table hash spreads those unusually
+// evenly).
 #ifndef SLUICE_BENCH_WORKLOAD_H_
 #define SLUICE_BENCH_WORKLOAD_H_
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <span>
+#include <string_view>
 
 #include "core/wire_format.h"
 
@@ -34,7 +41,7 @@ class EventGen {
     const uint64_t r = rand();
     int64_t t = now_;
     if (r % 10 == 0) t -= static_cast<int64_t>((r >> 8) % 1'000'000'000);
-    const uint64_t account = 1 + (r >> 16) % accounts_;
+    const uint64_t account = id(1 + (r >> 16) % accounts_);
     ++seq_;
     const bool order = mix_ == Mix::kRisk || (mix_ == Mix::kMixed && (r >> 60) % 2 == 0);
     std::span<std::byte> buf(out, 64);
@@ -71,12 +78,27 @@ class EventGen {
     const uint64_t r = rand();
     int64_t t = now_;
     if (r % 10 == 0) t -= static_cast<int64_t>((r >> 8) % 1'000'000'000);
-    return Raw{1 + (r >> 16) % accounts_, t, static_cast<int64_t>(1 + (r >> 40) % 10'000)};
+    return Raw{id(1 + (r >> 16) % accounts_), t, static_cast<int64_t>(1 + (r >> 40) % 10'000)};
   }
 
   uint64_t accounts() const { return accounts_; }
 
  private:
+  static bool scrambled_ids() {
+    const char* v = std::getenv("SLUICE_BENCH_IDS");
+    return v != nullptr && std::string_view(v) == "scrambled";
+  }
+  uint64_t id(uint64_t n) const {
+    if (!scrambled_) return n;
+    // splitmix64's finaliser: a bijection, so distinct numbers stay distinct ids (and n != 0
+    // never maps to 0).
+    n ^= n >> 30;
+    n *= 0xbf58476d1ce4e5b9ull;
+    n ^= n >> 27;
+    n *= 0x94d049bb133111ebull;
+    n ^= n >> 31;
+    return n;
+  }
   uint64_t rand() {
     // xorshift64*: a few cycles, good enough to spread accounts.
     rng_ ^= rng_ >> 12;
@@ -87,6 +109,7 @@ class EventGen {
 
   const uint64_t accounts_;
   const Mix mix_;
+  const bool scrambled_ = scrambled_ids();
   uint64_t rng_;
   const int64_t step_;
   int64_t now_ = 1'700'000'000'000'000'000;

@@ -62,7 +62,7 @@ bool try_set(const RecoveryOptions& o, int64_t seq, uint32_t count,
       why = absl::StrCat("header says shard ", h.shard_index, " of ", h.shard_count,
                          " at sequence ", h.sequence, ", not what its name says");
     } else if (h.config_fingerprint != fingerprint) {
-      why = "taken with another processor config (fingerprint differs): not used";
+      why = "taken with another processor config or state layout (fingerprint differs): not used";
     }
     if (!why.empty()) {
       out.warnings.push_back(absl::StrCat(path, ": ", why));

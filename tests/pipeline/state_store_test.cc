@@ -5,10 +5,12 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -491,6 +493,99 @@ TEST(StateCapture, ADamagedDirectoryOrRegionIsRejectedNotTrusted) {
     ASSERT_TRUE(b.table.restore(in).ok());
     EXPECT_FALSE(b.history.restore(in).ok());
   }
+}
+
+// The image of one table (its slots and meta regions) and a fresh table to restore it into.
+template <typename Slot>
+std::vector<std::byte> table_image(const std::vector<uint64_t>& keys) {
+  StateStore store;
+  FlatTable<Slot> table(store.capture(), "t");
+  for (uint64_t k : keys) table.mut(table.insert(k).first).value = k + 1;
+  StateCapture& c = store.capture();
+  std::vector<std::byte> image(c.image_bytes());
+  c.begin(image.data(), image.size());
+  c.finish();
+  c.take();
+  return image;
+}
+
+template <typename Slot>
+absl::Status restore_table(const std::vector<std::byte>& image, FlatTable<Slot>& into,
+                           StateStore& store) {
+  auto regions = store.capture().parse_directory(image);
+  if (!regions.ok()) return regions.status();
+  RegionReader in(image, *regions);
+  return into.restore(in);
+}
+
+// KvSlot's layout under the mixer state_hash replaced: what an older build's snapshot holds.
+struct OldHashSlot {
+  using Key = uint64_t;
+  uint64_t key = 0;
+  uint64_t value = 0;
+  static uint64_t hash(uint64_t x) noexcept {
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    x *= 0xd6e8feb86659fd93ull;
+    x ^= x >> 32;
+    return x;
+  }
+};
+
+TEST(FlatTable, ARestoredTableFindsEveryKeyIncludingClustersThatWrapAround) {
+  // CollidingSlot's 16 homes fill whole clusters; keys homed at the last slots wrap to the front.
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 1; k <= 40; ++k) keys.push_back(k);
+  for (uint64_t k = 0xf; k < 0xf + 16 * 8; k += 16) keys.push_back(k + 1000 * 16);  // home 15
+  const std::vector<std::byte> image = table_image<CollidingSlot>(keys);
+  StateStore store;
+  FlatTable<CollidingSlot> table(store.capture(), "t");
+  ASSERT_TRUE(restore_table(image, table, store).ok());
+  ASSERT_EQ(table.size(), keys.size());
+  for (uint64_t k : keys) {
+    const CollidingSlot* s = table.find(k);
+    ASSERT_NE(s, nullptr) << k;
+    EXPECT_EQ(s->value, k + 1);
+  }
+}
+
+TEST(FlatTable, ATableLaidOutByAnotherHashIsRefusedNotRestoredWithUnreachableKeys) {
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 1; k <= 3'000; ++k) keys.push_back(k * 977);
+  const std::vector<std::byte> image = table_image<OldHashSlot>(keys);
+  StateStore store;
+  FlatTable<KvSlot> table(store.capture(), "t");
+  const absl::Status s = restore_table(image, table, store);
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_NE(s.message().find("not where a lookup finds it"), std::string_view::npos) << s;
+  EXPECT_NE(s.message().find("t.slots"), std::string_view::npos) << s;
+}
+
+TEST(FlatTable, ASlotWhoseKeyWasDamagedIsRefused) {
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 1; k <= 500; ++k) keys.push_back(k);
+  std::vector<std::byte> image = table_image<KvSlot>(keys);
+  StateStore store;
+  FlatTable<KvSlot> table(store.capture(), "t");
+  auto regions = store.capture().parse_directory(image);
+  ASSERT_TRUE(regions.ok());
+  // Flip a high bit of the first occupied slot's key: the key now belongs somewhere else.
+  const auto& slots = (*regions)[0];
+  bool damaged = false;
+  for (uint64_t off = slots.offset; off < slots.offset + slots.bytes; off += sizeof(KvSlot)) {
+    uint64_t key;
+    std::memcpy(&key, image.data() + off, 8);
+    if (key != 0) {
+      key ^= uint64_t{1} << 40;
+      std::memcpy(image.data() + off, &key, 8);
+      damaged = true;
+      break;
+    }
+  }
+  ASSERT_TRUE(damaged);
+  const absl::Status s = restore_table(image, table, store);
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
 }
 
 }  // namespace
