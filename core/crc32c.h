@@ -47,7 +47,20 @@ inline uint32_t crc32c_extend_short(uint32_t crc, const void* data, size_t n) no
     reg = _mm_crc32_u64(reg, word);
   }
   auto r = static_cast<uint32_t>(reg);
-  for (; n > 0; ++p, --n) r = _mm_crc32_u8(r, *p);
+  // 4-, 2-, 1-byte steps: the same CRC as byte by byte (the operand's bytes go in memory order).
+  if (n & 4) {
+    uint32_t word;
+    std::memcpy(&word, p, 4);
+    r = _mm_crc32_u32(r, word);
+    p += 4;
+  }
+  if (n & 2) {
+    uint16_t half;
+    std::memcpy(&half, p, 2);
+    r = _mm_crc32_u16(r, half);
+    p += 2;
+  }
+  if (n & 1) r = _mm_crc32_u8(r, *p);
   return ~r;
 #else
   return crc32c_extend(crc, data, n);

@@ -141,6 +141,23 @@ TEST(Record, LayoutCrcAndPaddingMatchTheFormat) {
   EXPECT_EQ(load<uint32_t>(p + 4), record_crc(p, 13));
 }
 
+TEST(Record, CrcEqualsTheCrc32cOfTheCoveredBytesForEveryFrameLength) {
+  // Every tail the 8-byte steps leave (0..7 bytes: the 4-, 2- and 1-byte steps in each mix).
+  for (size_t n = wire::kHeaderSize; n <= 96; ++n) {
+    std::vector<std::byte> frame(n);
+    for (size_t i = 0; i < n; ++i) frame[i] = static_cast<std::byte>(i * 37 + n);
+    wire::encode_header(frame.data(), wire::FrameHeader{static_cast<uint16_t>(n), 0x42, 1});
+    std::vector<std::byte> out(record_size(n));
+    encode_record(RecordMeta{static_cast<int64_t>(n), -5, 0xfeedull << 20}, frame, out);
+    std::vector<std::byte> covered(4 + 24 + n);
+    std::memcpy(covered.data(), out.data(), 4);
+    std::memcpy(covered.data() + 4, out.data() + 8, 24 + n);
+    const uint32_t want = crc32c(covered.data(), covered.size());
+    EXPECT_EQ(record_crc(out.data(), n), want) << "frame length " << n;
+    EXPECT_EQ(load<uint32_t>(out.data() + 4), want) << "frame length " << n;
+  }
+}
+
 TEST(Record, CrcCoversLengthMetaAndFrameButNotItself) {
   std::vector<std::byte> frame(20, std::byte{3});
   wire::encode_header(frame.data(), wire::FrameHeader{20, 0x42, 1});
