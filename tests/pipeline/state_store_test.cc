@@ -337,6 +337,16 @@ TEST(TimerQueue, FiresEveryTimerOnceInTimeOrderWhetherAddedInOrderOrNot) {
 // ---- Capture -----------------------------------------------------------------------------------
 
 // A small store with one of everything.
+// An image of the whole store, taken in one go.
+std::vector<std::byte> capture_image(StateStore& store) {
+  StateCapture& c = store.capture();
+  std::vector<std::byte> image(c.image_bytes());
+  c.begin(image.data(), image.size());
+  c.finish();
+  c.take();
+  return image;
+}
+
 struct TestState {
   explicit TestState(size_t chunk) : store(StateStore::Options{.chunk_bytes = chunk}) {}
   StateStore store;
@@ -370,14 +380,7 @@ struct TestState {
     }
   }
 
-  std::vector<std::byte> full_image() {
-    StateCapture& c = store.capture();
-    std::vector<std::byte> image(c.image_bytes());
-    c.begin(image.data(), image.size());
-    c.finish();
-    c.take();
-    return image;
-  }
+  std::vector<std::byte> full_image() { return capture_image(store); }
 };
 
 TEST(StateCapture, AnImageTakenOverManyWritesEqualsTheStateAtBegin) {
@@ -501,12 +504,7 @@ std::vector<std::byte> table_image(const std::vector<uint64_t>& keys) {
   StateStore store;
   FlatTable<Slot> table(store.capture(), "t");
   for (uint64_t k : keys) table.mut(table.insert(k).first).value = k + 1;
-  StateCapture& c = store.capture();
-  std::vector<std::byte> image(c.image_bytes());
-  c.begin(image.data(), image.size());
-  c.finish();
-  c.take();
-  return image;
+  return capture_image(store);
 }
 
 template <typename Slot>
