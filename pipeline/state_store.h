@@ -62,11 +62,11 @@ void release_zeroed(std::byte* p, size_t bytes) noexcept;
 
 // The hash of table indexes: Fibonacci hashing (Knuth's multiplicative method; a table takes
 // the product's top bits, which every bit of the key reaches). One multiply, where a full mixer
-// (two multiplies and three shifts) sat on the path from every key to its slot load: replay and
-// the processors ran 20-30 % faster with this one, on sequential and on scrambled account ids
-// alike (perf/RESULTS.md). Deliberately not shard_of's mix: a shard holds only keys whose
-// shard_of hash is k mod N, and reusing that hash would leave slots idle. Where a key sits
-// depends on this function, so changing it is a state layout change (config_fingerprint).
+// (two multiplies and three shifts) sat on the path from every key to its slot load: replay ran
+// 19-33 % faster with this one, on sequential and on scrambled account ids (perf/RESULTS.md,
+// "Replay"). Deliberately not shard_of's mix: a shard holds only keys whose shard_of hash is
+// k mod N, and reusing that hash would leave slots idle. Where a key sits depends on this
+// function, so changing it is a state layout change (config_fingerprint).
 inline uint64_t state_hash(uint64_t x) noexcept { return x * 0x9e3779b97f4a7c15ull; }
 
 // The untyped part of a TrackedArray, which StateCapture reads.
