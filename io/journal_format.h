@@ -77,36 +77,14 @@ enum class HeaderCheck { kOk, kBadMagic, kBadVersion, kBadSize, kBadCrc };
 HeaderCheck decode_segment_header(std::span<const std::byte> in, SegmentHeader* header);
 std::string_view header_check_name(HeaderCheck check);
 
-namespace detail {
-#if defined(__SSE4_2__)
-// The instructions take their operand's bytes in memory order, so a 4-, 2- and 1-byte step give
-// the CRC the bytewise loop would: three dependent steps at most for the tail instead of seven.
-inline uint64_t crc_tail(uint64_t reg, const std::byte* p, size_t n) noexcept {
-  for (; n >= 8; p += 8, n -= 8) reg = _mm_crc32_u64(reg, wire::load<uint64_t>(p));
-  auto r = static_cast<uint32_t>(reg);
-  if (n & 4) {
-    r = _mm_crc32_u32(r, wire::load<uint32_t>(p));
-    p += 4;
-  }
-  if (n & 2) {
-    r = _mm_crc32_u16(r, wire::load<uint16_t>(p));
-    p += 2;
-  }
-  if (n & 1) r = _mm_crc32_u8(r, static_cast<uint8_t>(*p));
-  return r;
-}
-#endif
-}  // namespace detail
-
 // The CRC a record at `record` (frame length already read from its first 4 bytes) must carry:
 // over the length field and everything after the CRC field. Inline: the reader's and the
 // writer's per-record cost is mostly this.
 inline uint32_t record_crc(const std::byte* record, size_t frame_length) noexcept {
 #if defined(__SSE4_2__)
   // One crc32l for the length field (the same CRC as its four bytes one at a time).
-  const uint64_t reg = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(record));
-  return ~static_cast<uint32_t>(
-      detail::crc_tail(reg, record + 8, kRecordHeaderSize - 8 + frame_length));
+  const uint32_t reg = _mm_crc32_u32(0xFFFFFFFFu, wire::load<uint32_t>(record));
+  return ~crc32c_internal::sse42_update(reg, record + 8, kRecordHeaderSize - 8 + frame_length);
 #else
   const uint32_t crc = crc32c_extend_short(0, record, 4);
   return crc32c_extend_short(crc, record + 8, kRecordHeaderSize - 8 + frame_length);

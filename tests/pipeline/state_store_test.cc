@@ -336,7 +336,6 @@ TEST(TimerQueue, FiresEveryTimerOnceInTimeOrderWhetherAddedInOrderOrNot) {
 
 // ---- Capture -----------------------------------------------------------------------------------
 
-// A small store with one of everything.
 // An image of the whole store, taken in one go.
 std::vector<std::byte> capture_image(StateStore& store) {
   StateCapture& c = store.capture();
@@ -347,6 +346,7 @@ std::vector<std::byte> capture_image(StateStore& store) {
   return image;
 }
 
+// A small store with one of everything.
 struct TestState {
   explicit TestState(size_t chunk) : store(StateStore::Options{.chunk_bytes = chunk}) {}
   StateStore store;
@@ -498,7 +498,7 @@ TEST(StateCapture, ADamagedDirectoryOrRegionIsRejectedNotTrusted) {
   }
 }
 
-// The image of one table (its slots and meta regions) and a fresh table to restore it into.
+// The image of a store holding one table with these keys (each key's value is key + 1).
 template <typename Slot>
 std::vector<std::byte> table_image(const std::vector<uint64_t>& keys) {
   StateStore store;
@@ -507,6 +507,7 @@ std::vector<std::byte> table_image(const std::vector<uint64_t>& keys) {
   return capture_image(store);
 }
 
+// Restores `into`, the only table of `store`, from an image made by table_image.
 template <typename Slot>
 absl::Status restore_table(const std::vector<std::byte>& image, FlatTable<Slot>& into,
                            StateStore& store) {
