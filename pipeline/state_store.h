@@ -9,7 +9,9 @@
 //  - FlatTable<Slot>: open addressing with linear probing over one power-of-two array of
 //    fixed-size POD slots; key 0 (all-zero key) marks an empty slot, so ids 0 can never be keys
 //    (account 0 and client 0 are invalid anyway). Deletion shifts the following cluster back
-//    (no tombstones), so probe lengths never degrade. Grows x2 at 3/4 load.
+//    (no tombstones), so probe lengths never degrade, walking a byte per slot of distance from
+//    home instead of the slots (derived, not state: rebuilt on growth and restore). Grows x2 at
+//    3/4 load.
 //  - HistoryState<Entry, kInline>: a FlatTable whose slot holds a key's time-sorted entries
 //    inline while there are at most kInline of them, else a reference to one contiguous run in
 //    a second array (the pool). Runs come in power-of-two size classes with a free list per
@@ -305,6 +307,7 @@ class FlatTable {
     meta_.set_size(1);
     slots_.reserve(kMinCapacity, 0);
     slots_.set_size(kMinCapacity);
+    distance_.assign(kMinCapacity, 0);
     set_shift();
   }
 
@@ -345,12 +348,14 @@ class FlatTable {
     if ((size() + 1) * 4 > capacity() * 3) grow();
     const size_t mask = capacity() - 1;
     size_t i = home(key);
-    for (;; i = (i + 1) & mask) {
+    size_t d = 0;
+    for (;; i = (i + 1) & mask, ++d) {
       const Slot& s = slots_[i];
       if (s.key == key) return {i, false};
       if (is_empty_key(s.key)) break;
     }
     slots_.mut(i).key = key;
+    set_distance(i, d);
     ++meta_.mut(0).count;
     return {i, true};
   }
@@ -358,21 +363,24 @@ class FlatTable {
   const Slot& at(size_t i) const noexcept { return slots_[i]; }
   Slot& mut(size_t i) { return slots_.mut(i); }
 
-  // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole.
+  // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole. The walk
+  // reads the distance bytes, not the slots: only a slot that moves is touched.
   void erase_at(size_t i) {
     const size_t mask = capacity() - 1;
     size_t hole = i;
     for (size_t k = (i + 1) & mask;; k = (k + 1) & mask) {
-      const Slot& s = slots_[k];
-      if (is_empty_key(s.key)) break;
-      const size_t from_home = (k - home(s.key)) & mask;
+      const uint8_t b = distance_[k];
+      if (b == 0) break;
+      const size_t from_home = b != kFar ? b - 1u : (k - home(slots_[k].key)) & mask;
       const size_t from_hole = (k - hole) & mask;
       if (from_home >= from_hole) {
-        slots_.mut(hole) = s;
+        slots_.mut(hole) = slots_[k];
+        set_distance(hole, from_home - from_hole);
         hole = k;
       }
     }
     slots_.mut(hole) = Slot{};
+    distance_[hole] = 0;
     --meta_.mut(0).count;
   }
 
@@ -399,25 +407,40 @@ class FlatTable {
   }
   void set_shift() noexcept { shift_ = 64 - std::countr_zero(capacity()); }
 
+  // distance_[i]: 0 if slot i is empty, else 1 + how far the key sits past its home slot, or kFar
+  // from kFar - 1 on (the erase then hashes the key). A cache line of it covers 64 slots, so an
+  // erase walks its cluster without loading a slot line per step. Derived from the slots, so not
+  // part of a snapshot: grow() and restore() rebuild it.
+  static constexpr uint8_t kFar = 255;
+  static uint8_t distance_byte(size_t d) noexcept {
+    return d < kFar - 1u ? static_cast<uint8_t>(d + 1) : kFar;
+  }
+  void set_distance(size_t i, size_t d) noexcept { distance_[i] = distance_byte(d); }
+
   void grow() {
     const size_t old_cap = capacity();
     const size_t new_cap = old_cap * 2;
     auto* block = reinterpret_cast<Slot*>(allocate_zeroed(new_cap * sizeof(Slot)));
     const int new_shift = 64 - std::countr_zero(new_cap);
     const size_t mask = new_cap - 1;
+    std::vector<uint8_t> distance(new_cap, 0);
     for (size_t i = 0; i < old_cap; ++i) {
       const Slot& s = slots_[i];
       if (is_empty_key(s.key)) continue;
-      size_t j = static_cast<size_t>(Slot::hash(s.key) >> new_shift);
-      while (!is_empty_key(block[j].key)) j = (j + 1) & mask;
+      const size_t h = static_cast<size_t>(Slot::hash(s.key) >> new_shift);
+      size_t j = h;
+      while (distance[j] != 0) j = (j + 1) & mask;
       block[j] = s;
+      distance[j] = distance_byte((j - h) & mask);
     }
     slots_.adopt_block(block, new_cap, new_cap);
+    distance_ = std::move(distance);
     set_shift();
   }
 
   TrackedArray<Slot> slots_;
   TrackedArray<Meta> meta_;
+  std::vector<uint8_t> distance_;
   int shift_ = 64;
 };
 
@@ -441,6 +464,7 @@ absl::Status FlatTable<Slot>::restore(RegionReader& in) {
   // where the current cluster began. A table laid out by another hash, or damaged, is refused
   // here instead of restoring keys that lookups then miss.
   const size_t mask = n - 1;
+  distance_.assign(n, 0);
   size_t empty = 0;
   while (empty < n && !is_empty_key(slots_[empty].key)) ++empty;
   if (empty == n) return absl::DataLossError(slots_.name() + ": no empty slot");
@@ -454,11 +478,13 @@ absl::Status FlatTable<Slot>::restore(RegionReader& in) {
       continue;
     }
     ++occupied;
-    if (((i - home(s.key)) & mask) > ((i - cluster) & mask)) {
+    const size_t d = (i - home(s.key)) & mask;
+    if (d > ((i - cluster) & mask)) {
       return absl::DataLossError(absl::StrCat(slots_.name(), ": the key in slot ", i,
                                               " is not where a lookup finds it (a table written "
                                               "with another hash function, or damaged)"));
     }
+    set_distance(i, d);
   }
   if (occupied != m.count) {
     return absl::DataLossError(meta_.name() + ": count does not match the occupied slots");

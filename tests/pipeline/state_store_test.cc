@@ -91,6 +91,42 @@ TEST(FlatTable, BackwardShiftKeepsEveryKeyReachableInCollidingClusters) {
 }
 
 // A reserved table takes that many keys without growing, and keeps what it held.
+TEST(FlatTable, KeysFarBeyondTheirHomeAreStillShiftedBackCorrectly) {
+  // 700 keys over 16 homes: one cluster hundreds of slots long, so many keys sit further from
+  // their home than a distance byte counts, and erase must hash those keys to move them.
+  check_table_against_model<CollidingSlot>(3, 700, 6'000);
+}
+
+// A slot whose home, in a table of 1024 slots, is key >> 16: tests place keys exactly.
+struct PlacedSlot {
+  using Key = uint64_t;
+  uint64_t key = 0;
+  uint64_t value = 0;
+  static uint64_t hash(uint64_t k) noexcept { return (k >> 16) << 54; }
+};
+
+TEST(FlatTable, AKeyFarFromItsHomeMovesBackAcrossAClusterThatCannotMove) {
+  StateStore store;
+  FlatTable<PlacedSlot> table(store.capture(), "t");
+  table.reserve(600);
+  ASSERT_EQ(table.capacity(), 1024u);
+  const uint64_t first = uint64_t{0} << 16 | 1;  // home 0, slot 0
+  table.insert(first);
+  for (uint64_t n = 0; n < 300; ++n) table.insert(uint64_t{1} << 16 | n);  // home 1: slots 1-300
+  const uint64_t far = uint64_t{0} << 16 | 2;  // home 0: slot 301, 301 past its home
+  ASSERT_EQ(table.insert(far).first, 301u);
+  // Erasing slot 0 leaves the 300 keys of home 1 where they are; only `far` may fill the hole.
+  table.erase_at(static_cast<size_t>(table.find_index(first)));
+  EXPECT_EQ(table.find_index(far), 0);
+  for (uint64_t n = 0; n < 300; ++n) {
+    ASSERT_EQ(table.find_index(uint64_t{1} << 16 | n), static_cast<int64_t>(1 + n)) << n;
+  }
+  table.erase_at(0);  // and now that it sits at home, erasing it moves nothing
+  EXPECT_EQ(table.find_index(far), -1);
+  EXPECT_EQ(table.size(), 300u);
+  EXPECT_EQ(table.find_index(uint64_t{1} << 16 | 299), 300);
+}
+
 TEST(FlatTable, ReserveSizesTheTableSoTheKeysFitWithoutGrowing) {
   StateStore store;
   FlatTable<KvSlot> table(store.capture(), "t");
@@ -546,6 +582,38 @@ TEST(FlatTable, ARestoredTableFindsEveryKeyIncludingClustersThatWrapAround) {
     const CollidingSlot* s = table.find(k);
     ASSERT_NE(s, nullptr) << k;
     EXPECT_EQ(s->value, k + 1);
+  }
+}
+
+TEST(FlatTable, ARestoredTableErasesAndInsertsLikeTheTableItWasTakenFrom) {
+  // Clusters long enough to pass the distance bytes' limit, and wrapping around the end. What
+  // erase needs to know of every slot is rebuilt on restore, not taken from the image.
+  std::vector<uint64_t> keys;
+  for (uint64_t k = 1; k <= 600; ++k) keys.push_back(k);
+  for (uint64_t k = 0xf; k < 0xf + 16 * 8; k += 16) keys.push_back(k + 1000 * 16);  // home 15
+  const std::vector<std::byte> image = table_image<CollidingSlot>(keys);
+  StateStore store;
+  FlatTable<CollidingSlot> table(store.capture(), "t");
+  ASSERT_TRUE(restore_table(image, table, store).ok());
+  std::map<uint64_t, uint64_t> model;
+  for (uint64_t k : keys) model[k] = k + 1;
+  std::mt19937_64 rng(4);
+  std::shuffle(keys.begin(), keys.end(), rng);
+  for (size_t n = 0; n < keys.size(); ++n) {
+    table.erase_at(static_cast<size_t>(table.find_index(keys[n])));
+    model.erase(keys[n]);
+    if (n % 2 == 0) {  // and some new keys into the gaps
+      const uint64_t k = 5'000 + n;
+      table.mut(table.insert(k).first).value = k + 1;
+      model[k] = k + 1;
+    }
+    if (n % 23 != 0) continue;
+    ASSERT_EQ(table.size(), model.size());
+    for (const auto& [k, v] : model) {
+      const CollidingSlot* s = table.find(k);
+      ASSERT_NE(s, nullptr) << "key " << k << " after " << n + 1 << " erases";
+      ASSERT_EQ(s->value, v);
+    }
   }
 }
 
