@@ -303,6 +303,14 @@ void Shard::on_event(int64_t seq, uint64_t client_id, uint32_t connection_id,
 constexpr size_t kTimerPrefetchAhead = 4;
 
 void Shard::prefetch(std::span<const std::byte> frame) const noexcept {
+  // The timers about to fire evict accounts of their own, whatever this event is: their slots
+  // are the other likely misses. Both queues advance on every event that moves the clock.
+  if (const uint64_t k = fraud_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
+    __builtin_prefetch(fraud_.history().table().home_slot(k));
+  }
+  if (const uint64_t k = risk_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
+    __builtin_prefetch(risk_.accepted().table().home_slot(k));
+  }
   if (frame.size() < wire::kHeaderSize + wire::kTransactionPayload) return;
   const uint8_t type = wire::load<uint8_t>(frame.data() + 2);
   // account_id sits at payload offset 16 in both TRANSACTION and ORDER.
@@ -310,18 +318,11 @@ void Shard::prefetch(std::span<const std::byte> frame) const noexcept {
   if (account == 0 || !owns(account)) return;
   if (type == static_cast<uint8_t>(wire::FrameType::kTransaction)) {
     __builtin_prefetch(fraud_.history().table().home_slot(account));
-    // The timers about to fire evict other accounts: their slots are the other likely misses.
-    if (const uint64_t k = fraud_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
-      __builtin_prefetch(fraud_.history().table().home_slot(k));
-    }
   } else if (type == static_cast<uint8_t>(wire::FrameType::kOrder) &&
              frame.size() >= wire::kHeaderSize + wire::kOrderPayload) {
     const uint32_t instrument = wire::load<uint32_t>(frame.data() + wire::kHeaderSize + 32);
     __builtin_prefetch(risk_.positions().home_slot(account, instrument));
     __builtin_prefetch(risk_.accepted().table().home_slot(account));
-    if (const uint64_t k = risk_.timers().fifo_key_ahead(kTimerPrefetchAhead); k != 0) {
-      __builtin_prefetch(risk_.accepted().table().home_slot(k));
-    }
   }
 }
 
