@@ -9,9 +9,9 @@
 //  - FlatTable<Slot>: open addressing with linear probing over one power-of-two array of
 //    fixed-size POD slots; key 0 (all-zero key) marks an empty slot, so ids 0 can never be keys
 //    (account 0 and client 0 are invalid anyway). Deletion shifts the following cluster back
-//    (no tombstones), so probe lengths never degrade, walking a byte per slot of distance from
-//    home instead of the slots (derived, not state: rebuilt on growth and restore). Grows x2 at
-//    3/4 load.
+//    (no tombstones), so probe lengths never degrade; with slots of a cache line or more it
+//    walks a byte per slot of distance from home instead of the slots (derived, not state:
+//    rebuilt on growth and restore). Grows x2 at 3/4 load.
 //  - HistoryState<Entry, kInline>: a FlatTable whose slot holds a key's time-sorted entries
 //    inline while there are at most kInline of them, else a reference to one contiguous run in
 //    a second array (the pool). Runs come in power-of-two size classes with a free list per
@@ -294,12 +294,27 @@ class TrackedArray final : public TrackedArrayBase {
 
 // Open-addressing table over one TrackedArray of slots. Slot: trivially copyable, with a member
 // `key` of type Slot::Key (equality-comparable; the value-initialised key means "empty") and a
-// static `uint64_t hash(const Key&)`.
+// static `uint64_t hash(const Key&)`; optionally `static constexpr bool kDistanceBytes` to choose
+// how erase walks a cluster (below; tests set it to cover both ways with small slots).
 template <typename Slot>
 class FlatTable {
  public:
   using Key = typename Slot::Key;
   static constexpr size_t kMinCapacity = 16;
+  // Whether the table keeps a byte per slot of distance from home, for erase to walk instead of
+  // the slots. It pays where every step of a slot walk loads a new cache line: slots of a line or
+  // more. With smaller slots the next slot is mostly in the line already loaded, and the bytes
+  // are one more line to miss on: with bytes for every table, risk at 10M accounts (32-byte
+  // slots, an erase per event) ran 9-38 % slower in four runs, while replay at 10k accounts,
+  // whose gain is the fraud history's 64-byte slots, ran 1.28-1.31x faster (perf/RESULTS.md,
+  // "Replay").
+  static constexpr bool kDistanceBytes = [] {
+    if constexpr (requires { Slot::kDistanceBytes; }) {
+      return Slot::kDistanceBytes;
+    } else {
+      return sizeof(Slot) >= 64;
+    }
+  }();
 
   FlatTable(StateCapture& capture, std::string_view name)
       : slots_(capture, std::string(name) + ".slots"), meta_(capture, std::string(name) + ".meta") {
@@ -307,7 +322,7 @@ class FlatTable {
     meta_.set_size(1);
     slots_.reserve(kMinCapacity, 0);
     slots_.set_size(kMinCapacity);
-    distance_.assign(kMinCapacity, 0);
+    if constexpr (kDistanceBytes) distance_.assign(kMinCapacity, 0);
     set_shift();
   }
 
@@ -363,15 +378,22 @@ class FlatTable {
   const Slot& at(size_t i) const noexcept { return slots_[i]; }
   Slot& mut(size_t i) { return slots_.mut(i); }
 
-  // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole. The walk
-  // reads the distance bytes, not the slots: only a slot that moves is touched.
+  // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole. With
+  // distance bytes the walk reads those, and touches only the slots that move.
   void erase_at(size_t i) {
     const size_t mask = capacity() - 1;
     size_t hole = i;
     for (size_t k = (i + 1) & mask;; k = (k + 1) & mask) {
-      const uint8_t b = distance_[k];
-      if (b == 0) break;
-      const size_t from_home = b != kFar ? b - 1u : (k - home(slots_[k].key)) & mask;
+      size_t from_home;
+      if constexpr (kDistanceBytes) {
+        const uint8_t b = distance_[k];
+        if (b == 0) break;
+        from_home = b != kFar ? b - 1u : (k - home(slots_[k].key)) & mask;
+      } else {
+        const Slot& s = slots_[k];
+        if (is_empty_key(s.key)) break;
+        from_home = (k - home(s.key)) & mask;
+      }
       const size_t from_hole = (k - hole) & mask;
       if (from_home >= from_hole) {
         slots_.mut(hole) = slots_[k];
@@ -380,7 +402,7 @@ class FlatTable {
       }
     }
     slots_.mut(hole) = Slot{};
-    distance_[hole] = 0;
+    set_distance_empty(hole);
     --meta_.mut(0).count;
   }
 
@@ -407,15 +429,20 @@ class FlatTable {
   }
   void set_shift() noexcept { shift_ = 64 - std::countr_zero(capacity()); }
 
-  // distance_[i]: 0 if slot i is empty, else 1 + how far the key sits past its home slot, or kFar
-  // from kFar - 1 on (the erase then hashes the key). A cache line of it covers 64 slots, so an
-  // erase walks its cluster without loading a slot line per step. Derived from the slots, so not
-  // part of a snapshot: grow() and restore() rebuild it.
+  // distance_[i] (kDistanceBytes only; empty otherwise): 0 if slot i is empty, else 1 + how far
+  // the key sits past its home slot, or kFar from kFar - 1 on (the erase then hashes the key). A
+  // cache line of it covers 64 slots, so an erase walks its cluster without loading a slot line
+  // per step. Derived from the slots, so not part of a snapshot: grow() and restore() rebuild it.
   static constexpr uint8_t kFar = 255;
   static uint8_t distance_byte(size_t d) noexcept {
     return d < kFar - 1u ? static_cast<uint8_t>(d + 1) : kFar;
   }
-  void set_distance(size_t i, size_t d) noexcept { distance_[i] = distance_byte(d); }
+  void set_distance(size_t i, size_t d) noexcept {
+    if constexpr (kDistanceBytes) distance_[i] = distance_byte(d);
+  }
+  void set_distance_empty(size_t i) noexcept {
+    if constexpr (kDistanceBytes) distance_[i] = 0;
+  }
 
   void grow() {
     const size_t old_cap = capacity();
@@ -423,15 +450,15 @@ class FlatTable {
     auto* block = reinterpret_cast<Slot*>(allocate_zeroed(new_cap * sizeof(Slot)));
     const int new_shift = 64 - std::countr_zero(new_cap);
     const size_t mask = new_cap - 1;
-    std::vector<uint8_t> distance(new_cap, 0);
+    std::vector<uint8_t> distance(kDistanceBytes ? new_cap : 0, 0);
     for (size_t i = 0; i < old_cap; ++i) {
       const Slot& s = slots_[i];
       if (is_empty_key(s.key)) continue;
       const size_t h = static_cast<size_t>(Slot::hash(s.key) >> new_shift);
       size_t j = h;
-      while (distance[j] != 0) j = (j + 1) & mask;
+      while (!is_empty_key(block[j].key)) j = (j + 1) & mask;
       block[j] = s;
-      distance[j] = distance_byte((j - h) & mask);
+      if constexpr (kDistanceBytes) distance[j] = distance_byte((j - h) & mask);
     }
     slots_.adopt_block(block, new_cap, new_cap);
     distance_ = std::move(distance);
@@ -464,7 +491,7 @@ absl::Status FlatTable<Slot>::restore(RegionReader& in) {
   // where the current cluster began. A table laid out by another hash, or damaged, is refused
   // here instead of restoring keys that lookups then miss.
   const size_t mask = n - 1;
-  distance_.assign(n, 0);
+  if constexpr (kDistanceBytes) distance_.assign(n, 0);
   size_t empty = 0;
   while (empty < n && !is_empty_key(slots_[empty].key)) ++empty;
   if (empty == n) return absl::DataLossError(slots_.name() + ": no empty slot");

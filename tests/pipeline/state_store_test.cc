@@ -36,6 +36,15 @@ struct CollidingSlot {
   static uint64_t hash(uint64_t k) noexcept { return k << 60; }  // 16 homes in any capacity
 };
 
+// The same slots in a table that keeps distance bytes (FlatTable::kDistanceBytes), which only
+// slots of a cache line or more get by default: the table tests below run both ways.
+template <typename Slot>
+struct WithDistanceBytes : Slot {
+  static constexpr bool kDistanceBytes = true;
+};
+static_assert(!FlatTable<CollidingSlot>::kDistanceBytes);
+static_assert(FlatTable<WithDistanceBytes<CollidingSlot>>::kDistanceBytes);
+
 struct Entry {
   int64_t time = 0;
   int64_t amount = 0;
@@ -83,18 +92,20 @@ void check_table_against_model(uint64_t seed, uint64_t key_range, int ops) {
 
 TEST(FlatTable, RandomInsertsAndErasesMatchAStdMapThroughGrowth) {
   check_table_against_model<KvSlot>(1, 3'000, 40'000);
+  check_table_against_model<WithDistanceBytes<KvSlot>>(1, 3'000, 40'000);
 }
 
 TEST(FlatTable, BackwardShiftKeepsEveryKeyReachableInCollidingClusters) {
   // Every key hashes to one of 16 homes: long clusters that wrap around the end of the array.
   check_table_against_model<CollidingSlot>(2, 200, 20'000);
+  check_table_against_model<WithDistanceBytes<CollidingSlot>>(2, 200, 20'000);
 }
 
-// A reserved table takes that many keys without growing, and keeps what it held.
 TEST(FlatTable, KeysFarBeyondTheirHomeAreStillShiftedBackCorrectly) {
   // 700 keys over 16 homes: one cluster hundreds of slots long, so many keys sit further from
   // their home than a distance byte counts, and erase must hash those keys to move them.
   check_table_against_model<CollidingSlot>(3, 700, 6'000);
+  check_table_against_model<WithDistanceBytes<CollidingSlot>>(3, 700, 6'000);
 }
 
 // A slot whose home, in a table of 1024 slots, is key >> 16: tests place keys exactly.
@@ -105,9 +116,10 @@ struct PlacedSlot {
   static uint64_t hash(uint64_t k) noexcept { return (k >> 16) << 54; }
 };
 
-TEST(FlatTable, AKeyFarFromItsHomeMovesBackAcrossAClusterThatCannotMove) {
+template <typename Slot>
+void check_far_key_moves_back_across_a_cluster_that_cannot_move() {
   StateStore store;
-  FlatTable<PlacedSlot> table(store.capture(), "t");
+  FlatTable<Slot> table(store.capture(), "t");
   table.reserve(600);
   ASSERT_EQ(table.capacity(), 1024u);
   const uint64_t first = uint64_t{0} << 16 | 1;  // home 0, slot 0
@@ -127,6 +139,12 @@ TEST(FlatTable, AKeyFarFromItsHomeMovesBackAcrossAClusterThatCannotMove) {
   EXPECT_EQ(table.find_index(uint64_t{1} << 16 | 299), 300);
 }
 
+TEST(FlatTable, AKeyFarFromItsHomeMovesBackAcrossAClusterThatCannotMove) {
+  check_far_key_moves_back_across_a_cluster_that_cannot_move<PlacedSlot>();
+  check_far_key_moves_back_across_a_cluster_that_cannot_move<WithDistanceBytes<PlacedSlot>>();
+}
+
+// A reserved table takes that many keys without growing, and keeps what it held.
 TEST(FlatTable, ReserveSizesTheTableSoTheKeysFitWithoutGrowing) {
   StateStore store;
   FlatTable<KvSlot> table(store.capture(), "t");
@@ -585,15 +603,16 @@ TEST(FlatTable, ARestoredTableFindsEveryKeyIncludingClustersThatWrapAround) {
   }
 }
 
-TEST(FlatTable, ARestoredTableErasesAndInsertsLikeTheTableItWasTakenFrom) {
-  // Clusters long enough to pass the distance bytes' limit, and wrapping around the end. What
-  // erase needs to know of every slot is rebuilt on restore, not taken from the image.
+// Clusters long enough to pass the distance bytes' limit, and wrapping around the end. What
+// erase needs to know of every slot is rebuilt on restore, not taken from the image.
+template <typename Slot>
+void check_restored_table_erases_and_inserts() {
   std::vector<uint64_t> keys;
   for (uint64_t k = 1; k <= 600; ++k) keys.push_back(k);
   for (uint64_t k = 0xf; k < 0xf + 16 * 8; k += 16) keys.push_back(k + 1000 * 16);  // home 15
-  const std::vector<std::byte> image = table_image<CollidingSlot>(keys);
+  const std::vector<std::byte> image = table_image<Slot>(keys);
   StateStore store;
-  FlatTable<CollidingSlot> table(store.capture(), "t");
+  FlatTable<Slot> table(store.capture(), "t");
   ASSERT_TRUE(restore_table(image, table, store).ok());
   std::map<uint64_t, uint64_t> model;
   for (uint64_t k : keys) model[k] = k + 1;
@@ -610,11 +629,16 @@ TEST(FlatTable, ARestoredTableErasesAndInsertsLikeTheTableItWasTakenFrom) {
     if (n % 23 != 0) continue;
     ASSERT_EQ(table.size(), model.size());
     for (const auto& [k, v] : model) {
-      const CollidingSlot* s = table.find(k);
+      const Slot* s = table.find(k);
       ASSERT_NE(s, nullptr) << "key " << k << " after " << n + 1 << " erases";
       ASSERT_EQ(s->value, v);
     }
   }
+}
+
+TEST(FlatTable, ARestoredTableErasesAndInsertsLikeTheTableItWasTakenFrom) {
+  check_restored_table_erases_and_inserts<CollidingSlot>();
+  check_restored_table_erases_and_inserts<WithDistanceBytes<CollidingSlot>>();
 }
 
 TEST(FlatTable, ATableLaidOutByAnotherHashIsRefusedNotRestoredWithUnreachableKeys) {
