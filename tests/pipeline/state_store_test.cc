@@ -586,11 +586,17 @@ struct OldHashSlot {
   }
 };
 
-TEST(FlatTable, ARestoredTableFindsEveryKeyIncludingClustersThatWrapAround) {
-  // CollidingSlot's 16 homes fill whole clusters; keys homed at the last slots wrap to the front.
+// Keys 1..n, which fill whole clusters over CollidingSlot's 16 homes, and eight keys homed at
+// the last slot, which wrap around to the front.
+std::vector<uint64_t> clustered_keys(uint64_t n) {
   std::vector<uint64_t> keys;
-  for (uint64_t k = 1; k <= 40; ++k) keys.push_back(k);
+  for (uint64_t k = 1; k <= n; ++k) keys.push_back(k);
   for (uint64_t k = 0xf; k < 0xf + 16 * 8; k += 16) keys.push_back(k + 1000 * 16);  // home 15
+  return keys;
+}
+
+TEST(FlatTable, ARestoredTableFindsEveryKeyIncludingClustersThatWrapAround) {
+  const std::vector<uint64_t> keys = clustered_keys(40);
   const std::vector<std::byte> image = table_image<CollidingSlot>(keys);
   StateStore store;
   FlatTable<CollidingSlot> table(store.capture(), "t");
@@ -607,9 +613,7 @@ TEST(FlatTable, ARestoredTableFindsEveryKeyIncludingClustersThatWrapAround) {
 // erase needs to know of every slot is rebuilt on restore, not taken from the image.
 template <typename Slot>
 void check_restored_table_erases_and_inserts() {
-  std::vector<uint64_t> keys;
-  for (uint64_t k = 1; k <= 600; ++k) keys.push_back(k);
-  for (uint64_t k = 0xf; k < 0xf + 16 * 8; k += 16) keys.push_back(k + 1000 * 16);  // home 15
+  std::vector<uint64_t> keys = clustered_keys(600);
   const std::vector<std::byte> image = table_image<Slot>(keys);
   StateStore store;
   FlatTable<Slot> table(store.capture(), "t");
