@@ -225,7 +225,7 @@ class Worker {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         c.want_write = true;
       } else if (errno != EINTR) {
-        fail(c, absl::StrCat("send: ", errno_text(errno)));
+        fail_io(c, "send", errno);
       }
       return 0;
     }
@@ -252,9 +252,7 @@ class Worker {
   int receive(Connection& c, const Clock& clock) noexcept {
     const ssize_t r = ::recv(c.fd, c.in.data() + c.in_len, c.in.size() - c.in_len, MSG_DONTWAIT);
     if (r < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        fail(c, absl::StrCat("recv: ", errno_text(errno)));
-      }
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) fail_io(c, "recv", errno);
       return 0;
     }
     if (r == 0) {
@@ -389,11 +387,22 @@ class Worker {
     }
   }
 
-  void fail(Connection& c, const std::string& what) noexcept {
+  void fail(Connection& c, const std::string& what, const std::string& detail = "") noexcept {
     if (c.failed) return;
     c.failed = true;
     note(c, absl::StrCat(what, " after ", c.sent, " of ", c.scheduled, " events sent, ", c.decided,
-                         " decided"));
+                         " decided", detail.empty() ? "" : absl::StrCat(" (", detail, ")")));
+  }
+
+  // A failed send or recv. A server that closes a connection shows as EOF from recv, or, when a
+  // send or its reset gets there first, as EPIPE / ECONNRESET: the same event, reported alike.
+  void fail_io(Connection& c, const char* call, int error) noexcept {
+    const std::string detail = absl::StrCat(call, ": ", errno_text(error));
+    if (error == EPIPE || error == ECONNRESET) {
+      fail(c, "closed by the server", detail);
+    } else {
+      fail(c, detail);
+    }
   }
 
   void note(Connection& c, std::string what) noexcept {

@@ -44,6 +44,7 @@ struct FakeServerConfig {
   int64_t stall_after = -1;      // >= 0: once, after this many events over all connections...
   int stall_ms = 0;              // ...stop reading and answering for this long
   int64_t close_after = -1;      // >= 0: close each connection after this many events
+  int64_t reset_after = -1;      // >= 0: reset (RST) each connection after this many events
   int64_t error_after = -1;      // >= 0: after this many events send ERROR{7, "bad frame"}, close
   int receive_buffer = 0;        // SO_RCVBUF of the accepted sockets; 0 keeps the default
   bool log_events = true;        // false: keep no per-event log (perf runs of millions)
@@ -216,6 +217,17 @@ class FakeSluiceServer {
             if (config_.close_after >= 0 && events == config_.close_after) {
               send_all(c->fd, out);
               ::shutdown(c->fd, SHUT_RDWR);
+              return;
+            }
+            if (config_.reset_after >= 0 && events == config_.reset_after) {
+              // A zero linger makes the close send RST. dup2 closes the connection in place of
+              // a close(): the number stays a (new, unconnected) socket, so the destructor's
+              // shutdown and close of c->fd stay valid.
+              const linger abort{.l_onoff = 1, .l_linger = 0};
+              ::setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort, sizeof(abort));
+              const int placeholder = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+              ::dup2(placeholder, c->fd);
+              ::close(placeholder);
               return;
             }
             if (config_.stall_after >= 0 &&

@@ -21,6 +21,7 @@ using ::sluice::testing::FakeConnectionLog;
 using ::sluice::testing::FakeServerConfig;
 using ::sluice::testing::FakeSluiceServer;
 using ::testing::AllOf;
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
 constexpr int64_t kMs = 1'000'000;
@@ -174,6 +175,26 @@ TEST(LoadGenerator, ServerClosingTheConnectionIsAFailure) {
   ASSERT_FALSE(r->error_messages.empty());
   EXPECT_THAT(r->error_messages[0], AllOf(HasSubstr("connection 0 to " + server.target()),
                                           HasSubstr("closed by the server")));
+}
+
+// A reset connection fails send or recv with ECONNRESET or EPIPE (whichever the generator calls
+// first): reported as the server closing it, with the call and the error.
+TEST(LoadGenerator, ServerResettingTheConnectionIsReportedAsClosedByTheServer) {
+  FakeSluiceServer server(FakeServerConfig{.reset_after = 100});
+  ASSERT_TRUE(server.ok());
+  LoadOptions o = options_for(server);
+  absl::StatusOr<LoadResult> r = run_load(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->ok());
+  ASSERT_EQ(r->connections.size(), 1u);
+  EXPECT_TRUE(r->connections[0].failed);
+  EXPECT_LE(r->decided, 100);
+  ASSERT_FALSE(r->error_messages.empty());
+  EXPECT_THAT(r->error_messages[0], AllOf(HasSubstr("connection 0 to " + server.target()),
+                                          HasSubstr("closed by the server after"),
+                                          AnyOf(HasSubstr("(recv: Connection reset by peer)"),
+                                                HasSubstr("(send: Connection reset by peer)"),
+                                                HasSubstr("(send: Broken pipe)"))));
 }
 
 TEST(LoadGenerator, ErrorFrameFromTheServerIsReportedWithItsText) {
