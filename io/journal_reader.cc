@@ -127,23 +127,53 @@ void JournalReader::unmap() {
   map_size_ = 0;
   limit_ = 0;
   pos_ = 0;
+  window_begin_ = 0;
+  window_end_ = 0;
   header_ = SegmentHeader{};
+}
+
+bool JournalReader::fill_window() {
+  if (window_ == nullptr) {
+    window_ = std::make_unique_for_overwrite<std::byte[]>(kReadWindowBytes);
+  }
+  const uint64_t want = std::min<uint64_t>(kReadWindowBytes, limit_ - pos_);
+  uint64_t got = 0;
+  while (got < want) {
+    const ssize_t n = ::pread(fd_, window_.get() + got, want - got, static_cast<off_t>(pos_ + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      status_ = io_error(errno, absl::StrCat("read at offset ", pos_ + got), position_path());
+      state_ = State::kCorrupt;
+      stop_at(pos_);
+      return false;
+    }
+    if (n == 0) break;  // the file shrank since it was opened: the diagnosis will say so
+    got += static_cast<uint64_t>(n);
+  }
+  window_begin_ = pos_;
+  window_end_ = pos_ + got;
+  return true;
+}
+
+void JournalReader::stop_at(uint64_t offset) {
+  pos_ = offset;
+  limit_ = offset;  // keeps read_fast() out: the states after kEnd / kCorrupt are sticky
+  window_begin_ = offset;
+  window_end_ = offset;
 }
 
 JournalReader::ReadResult JournalReader::fail(uint64_t offset, const std::string& what) {
   status_ = absl::DataLossError(
       absl::StrCat(segments_[current_].path, " offset ", offset, ": ", what));
   state_ = State::kCorrupt;
-  pos_ = offset;
-  limit_ = offset;  // keeps read_fast() out: the states after kEnd / kCorrupt are sticky
+  stop_at(offset);
   return ReadResult::kCorrupt;
 }
 
 JournalReader::ReadResult JournalReader::end_torn(uint64_t offset, std::string reason) {
   torn_tail_ = TornTail{segments_[current_].path, offset, std::move(reason)};
   state_ = State::kEnd;
-  pos_ = offset;
-  limit_ = offset;
+  stop_at(offset);
   return ReadResult::kEnd;
 }
 
@@ -198,13 +228,14 @@ bool JournalReader::open_segment(size_t index) {
       state_ = State::kCorrupt;
       return false;
     }
-    // Replay reads front to back: ask for aggressive read-ahead. Advice only; failure is fine.
-    ::madvise(map, file_size, MADV_SEQUENTIAL);
     base_ = static_cast<const std::byte*>(map);
     map_size_ = file_size;
   }
+  // Replay reads front to back: ask for aggressive read-ahead. Advice only; failure is fine.
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   limit_ = file_size;  // the whole file until the header says otherwise
   pos_ = 0;
+  window_begin_ = window_end_ = 0;
 
   SegmentHeader header;
   const HeaderCheck check =
@@ -253,6 +284,7 @@ bool JournalReader::open_segment(size_t index) {
   header_ = header;
   limit_ = std::min(file_size, header.segment_size);
   pos_ = kSegmentHeaderSize;
+  window_begin_ = window_end_ = pos_;
   expected_ = static_cast<int64_t>(header.first_sequence);
   expected_known_ = true;
   return true;
@@ -341,8 +373,11 @@ JournalReader::ReadResult JournalReader::next_slow(Record* out) {
         return ReadResult::kEnd;
       }
       if (!open_segment(current_)) continue;  // state_ says why
-      if (read_fast(out)) return ReadResult::kRecord;
     }
+    // The record at pos_ is not whole in the window (or not good): read the window on from
+    // pos_, then try again before diagnosing.
+    if (!fill_window()) return ReadResult::kCorrupt;
+    if (read_fast(out)) return ReadResult::kRecord;
     std::string reason;
     switch (diagnose(&reason)) {
       case Diagnosis::kGood:
@@ -352,7 +387,7 @@ JournalReader::ReadResult JournalReader::next_slow(Record* out) {
       case Diagnosis::kCleanEnd:
         if (is_last_segment()) {
           state_ = State::kEnd;
-          limit_ = pos_;
+          stop_at(pos_);
           return ReadResult::kEnd;
         }
         if (pos_ == kSegmentHeaderSize) {

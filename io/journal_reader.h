@@ -83,7 +83,7 @@ struct JournalScan {
 // segment's unused remainder is zero (holes are skipped via SEEK_DATA without reading them).
 absl::StatusOr<JournalScan> scan_journal(const std::string& dir);
 
-// One record as read. `frame` points into the reader's mapping: valid until the reader's next
+// One record as read. `frame` points into the reader's buffer: valid until the reader's next
 // call of next(), seek() or its destruction.
 struct Record {
   int64_t sequence = 0;
@@ -104,6 +104,13 @@ class JournalReader {
   // Also reachable as JournalReader::Record / JournalReader::ReadResult.
   using Record = journal::Record;
   using ReadResult = journal::ReadResult;
+
+  // Records are read from a window of the segment this large, copied in with pread(2), not
+  // through the mapping: a fresh mapping of a cached file reads at ~2 GiB/s on this kind of
+  // machine (every page's first touch faults, dear under virtualisation), pread at ~8 GiB/s into
+  // a buffer that stays in the cache (perf/RESULTS.md, "Replay"). The segment is still mapped
+  // for the slow path's diagnosis, which may look anywhere in it.
+  static constexpr size_t kReadWindowBytes = 1 << 20;
 
   // Lists the segment files of `dir` (errors as scan_journal's, for the directory itself and
   // the file names) and positions the reader before the first record. Segment files are opened
@@ -127,7 +134,8 @@ class JournalReader {
   // The next record in sequence order. Sticky: after kEnd or kCorrupt it returns the same until
   // seek(). Crossing into the next segment unmaps the previous one.
   // The per-record path: length bounds, frame length field, CRC32C, sequence, pointer bump; no
-  // allocation, no system call. Only a bad record or the end of a segment takes the slow path.
+  // allocation, no system call. Only the end of the window (a pread of the next one), a bad
+  // record or the end of a segment takes the slow path.
   ReadResult next(Record* out) {
     if (read_fast(out)) return ReadResult::kRecord;
     return next_slow(out);
@@ -156,16 +164,17 @@ class JournalReader {
 
   JournalReader(std::string dir, std::vector<Segment> segments);
 
-  // The fast path: true and *out filled if a good record is at pos_ of the mapped segment.
+  // The fast path: true and *out filled if a good record is at pos_ of the window.
   bool read_fast(Record* out) {
-    // pos_ <= limit_ always; an unmapped or stopped (kEnd / kCorrupt) reader has pos_ == limit_.
-    if (limit_ - pos_ < kRecordHeaderSize) return false;
-    const std::byte* p = base_ + pos_;
+    // window_begin_ <= pos_ <= window_end_ <= limit_ while a segment is open; an unmapped or
+    // stopped (kEnd / kCorrupt) reader has pos_ == window_end_.
+    if (window_end_ - pos_ < kRecordHeaderSize) return false;
+    const std::byte* p = window_.get() + (pos_ - window_begin_);
     const uint32_t length = wire::load<uint32_t>(p);
     // One unsigned compare for 4 <= length <= 1024.
     if (length - wire::kHeaderSize > wire::kMaxFrameSize - wire::kHeaderSize) return false;
     const size_t size = record_size(length);
-    if (size > limit_ - pos_) return false;
+    if (size > window_end_ - pos_) return false;
     if (wire::load<uint16_t>(p + kRecordHeaderSize) != length) return false;
     if (wire::load<int64_t>(p + 8) != expected_) return false;
     if (wire::load<uint32_t>(p + 4) != record_crc(p, length)) return false;
@@ -177,6 +186,9 @@ class JournalReader {
     ++expected_;
     return true;
   }
+  // Copies [pos_, min(pos_ + kReadWindowBytes, limit_)) of the open segment into the window;
+  // false (state_ set) on a read error.
+  bool fill_window();
 
   ReadResult next_slow(Record* out);
   // Maps segments_[index] and checks its header; false if reading must stop (state_ set).
@@ -189,6 +201,8 @@ class JournalReader {
   // The offset of the first non-zero byte of [from, to) of the mapped segment, or nullopt.
   std::optional<uint64_t> find_nonzero(uint64_t from, uint64_t to) const;
   bool is_last_segment() const { return current_ + 1 == segments_.size(); }
+  // Stops reading at `offset`: pos_ there, and nothing left for read_fast().
+  void stop_at(uint64_t offset);
   ReadResult fail(uint64_t offset, const std::string& what);
   ReadResult end_torn(uint64_t offset, std::string reason);
 
@@ -205,6 +219,11 @@ class JournalReader {
   uint64_t limit_ = 0;       // min(file size, header segment_size)
   uint64_t pos_ = 0;
   SegmentHeader header_;      // of the mapped segment, once checked
+
+  // The fast path's copy of the open segment's bytes [window_begin_, window_end_).
+  std::unique_ptr<std::byte[]> window_;
+  uint64_t window_begin_ = 0;
+  uint64_t window_end_ = 0;
 
   int64_t expected_ = 0;         // the sequence the next record must carry
   bool expected_known_ = false;  // false until a segment header sets it (after open / seek)

@@ -281,6 +281,120 @@ TEST_F(JournalReaderTest, ReadsEveryRecordAcrossSegmentsInOrder) {
   }
 }
 
+// ---- Segments longer than the reader's window ----------------------------------------------
+
+// The reader copies a segment in windows of kReadWindowBytes (pread); a window ends wherever the
+// next record does not fit whole, so records straddle the ends. Segments of a little over two
+// windows.
+constexpr uint64_t kLargeSegmentSize = 2 * JournalReader::kReadWindowBytes + 4104;
+
+// The index of the first record that straddles offset `boundary` of its segment.
+size_t straddling(const JournalBuilder& b, uint64_t boundary, size_t segment = 0) {
+  const std::vector<Written>& w = b.written();
+  for (size_t i = 0; i < w.size(); ++i) {
+    if (w[i].segment == segment && w[i].offset < boundary &&
+        w[i].offset + record_size(w[i].frame.size()) > boundary) {
+      return i;
+    }
+  }
+  ADD_FAILURE() << "no record straddles offset " << boundary << " of segment " << segment;
+  return 0;
+}
+
+// A journal of three large segments, the last more than a window long but not full.
+void append_large(JournalBuilder& b) {
+  while (b.segment_count() < 3 || b.used(2) < JournalReader::kReadWindowBytes + 8192) {
+    b.append_many(1);
+  }
+}
+void build_large(JournalBuilder& b) {
+  append_large(b);
+  b.write();
+}
+
+TEST_F(JournalReaderTest, SegmentsLongerThanTheReadWindowReadWhole) {
+  JournalBuilder b(dir_, kLargeSegmentSize);
+  build_large(b);
+  // The first window ends at the header plus kReadWindowBytes: a record straddles it.
+  straddling(b, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
+  auto reader = open_reader();
+  std::vector<Written> got;
+  EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd);
+  expect_same(b.written(), got, b.written().size());
+  EXPECT_EQ(reader->position_offset(), b.used(2));
+  const absl::StatusOr<JournalScan> scan = scan_journal(dir_);
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(scan->record_count, static_cast<int64_t>(b.written().size()));
+  EXPECT_EQ(scan->segments[0].data_end, b.used(0));
+}
+
+TEST_F(JournalReaderTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderThere) {
+  JournalBuilder probe(dir_, kLargeSegmentSize);
+  append_large(probe);
+  const size_t first = straddling(probe, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
+  size_t last = 0;  // of the first segment
+  while (probe.written()[last + 1].segment == 0) ++last;
+  // The straddling record, its neighbours, one well inside the second window, and the last one
+  // of the segment (in its last window).
+  for (const size_t bad_index : {first - 1, first, first + 1, first + 700, last}) {
+    std::filesystem::remove_all(dir_);
+    JournalBuilder b(dir_, kLargeSegmentSize);
+    build_large(b);
+    const Written& bad = b.written()[bad_index];
+    ASSERT_EQ(bad.segment, 0u);
+    const std::string& path = b.paths()[0];
+    flip_byte(path, bad.offset + kRecordHeaderSize + bad.frame.size() - 1);
+    SCOPED_TRACE(absl::StrCat("record ", bad_index, " at offset ", bad.offset));
+    auto reader = open_reader();
+    std::vector<Written> got;
+    ASSERT_EQ(read_all(*reader, &got), ReadResult::kCorrupt) << reader->status();
+    expect_same(b.written(), got, bad_index);
+    EXPECT_EQ(reader->position_offset(), bad.offset);
+    EXPECT_THAT(std::string(reader->status().message()),
+                StartsWith(absl::StrCat(path, " offset ", bad.offset, ": CRC mismatch")));
+  }
+}
+
+TEST_F(JournalReaderTest, SeekLandsOnRecordsPastTheFirstReadWindow) {
+  JournalBuilder b(dir_, kLargeSegmentSize);
+  build_large(b);
+  auto reader = open_reader();
+  const auto records = static_cast<int64_t>(b.written().size());
+  for (int64_t target = 1; target <= records; target += 397) {
+    ASSERT_TRUE(reader->seek(target).ok()) << target;
+    Record r;
+    ASSERT_EQ(reader->next(&r), ReadResult::kRecord) << target;
+    const Written& w = b.written()[static_cast<size_t>(target - 1)];
+    ASSERT_EQ(r.sequence, target);
+    EXPECT_EQ(std::vector<std::byte>(r.frame.begin(), r.frame.end()), w.frame);
+    EXPECT_EQ(reader->position_offset(), w.offset + record_size(w.frame.size()));
+  }
+  // Reading on from a seek past the first window reaches the end with everything in between.
+  const size_t from = straddling(b, kSegmentHeaderSize + 2 * JournalReader::kReadWindowBytes);
+  ASSERT_TRUE(reader->seek(b.written()[from].sequence).ok());
+  std::vector<Written> got;
+  EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd);
+  ASSERT_EQ(got.size(), b.written().size() - from);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].frame, b.written()[from + i].frame) << got[i].sequence;
+  }
+}
+
+TEST_F(JournalReaderTest, LastRecordCutShortPastTheFirstReadWindowIsATornTail) {
+  JournalBuilder b(dir_, kLargeSegmentSize);
+  build_large(b);
+  const Written& last = b.written().back();
+  ASSERT_GT(last.offset, JournalReader::kReadWindowBytes);
+  zero_bytes(b.paths()[2], last.offset + kRecordHeaderSize, last.frame.size());
+  auto reader = open_reader();
+  std::vector<Written> got;
+  EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd);
+  expect_same(b.written(), got, b.written().size() - 1);
+  ASSERT_TRUE(reader->torn_tail().has_value());
+  EXPECT_EQ(reader->torn_tail()->offset, last.offset);
+  EXPECT_TRUE(reader->status().ok());
+}
+
 TEST_F(JournalReaderTest, ScanSummarisesEverySegmentAndTheWhole) {
   JournalBuilder b(dir_, kSegmentSize);
   b.append_many(300);
