@@ -196,10 +196,34 @@ std::optional<uint64_t> JournalReader::find_nonzero(uint64_t from, uint64_t to) 
         data_end = std::min(to, static_cast<uint64_t>(hole));
       }
     }
-    const size_t n = static_cast<size_t>(data_end - at);
-    const size_t i = first_nonzero(base_ + at, n);
-    if (i < n) return at + i;
+    if (const std::optional<uint64_t> found = find_nonzero_in_data(at, data_end)) return found;
     at = data_end;
+  }
+  return std::nullopt;
+}
+
+std::optional<uint64_t> JournalReader::find_nonzero_in_data(uint64_t from, uint64_t to) const {
+  // Read with pread, not through the mapping: the remainder of a zero-filled segment is often
+  // tens of MB, and a fresh mapping faults every page (see kReadWindowBytes). Should a read
+  // fail, the mapping has the same bytes.
+  constexpr size_t kChunk = 256 << 10;
+  std::unique_ptr<std::byte[]> chunk;
+  uint64_t at = from;
+  while (at < to) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, to - at));
+    const std::byte* p = base_ + at;
+    ssize_t got = -1;
+    if (n > 4096) {
+      if (chunk == nullptr) chunk = std::make_unique_for_overwrite<std::byte[]>(kChunk);
+      do {
+        got = ::pread(fd_, chunk.get(), n, static_cast<off_t>(at));
+      } while (got < 0 && errno == EINTR);
+      if (got > 0) p = chunk.get();
+    }
+    const size_t len = got > 0 ? static_cast<size_t>(got) : n;
+    const size_t i = first_nonzero(p, len);
+    if (i < len) return at + i;
+    at += len;
   }
   return std::nullopt;
 }

@@ -200,6 +200,8 @@ class JournalReader {
   uint64_t bad_record_end() const;
   // The offset of the first non-zero byte of [from, to) of the mapped segment, or nullopt.
   std::optional<uint64_t> find_nonzero(uint64_t from, uint64_t to) const;
+  // The same within [from, to), which holds data (no holes).
+  std::optional<uint64_t> find_nonzero_in_data(uint64_t from, uint64_t to) const;
   bool is_last_segment() const { return current_ + 1 == segments_.size(); }
   // Stops reading at `offset`: pos_ there, and nothing left for read_fast().
   void stop_at(uint64_t offset);

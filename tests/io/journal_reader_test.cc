@@ -854,6 +854,31 @@ TEST_F(JournalReaderTest, NonZeroByteFarPastTheEndOfDataIsCorruption) {
               HasSubstr(absl::StrCat("non-zero bytes follow at offset ", kSegmentSize - 1)));
 }
 
+TEST_F(JournalReaderTest, NonZeroByteInAWrittenZeroRemainderIsFoundWhereverItIs) {
+  // Written zeros (as the journal writer's zero-filled segments have) are data, not a hole, so
+  // the check reads them: across its chunks, up to the segment's last byte.
+  constexpr uint64_t kSize = 2 << 20;
+  // Offsets past the end of the 5 records' data (0: none, a clean end).
+  for (const uint64_t bad : {uint64_t{0}, uint64_t{8191}, uint64_t{8192}, uint64_t{300'000},
+                             kSize - 4097, kSize - 1}) {
+    std::filesystem::remove_all(dir_);
+    JournalBuilder b(dir_, kSize);
+    b.append_many(5);
+    b.write(/*sparse=*/false);
+    ASSERT_LT(b.used(0), 8191u);
+    if (bad != 0) store_at<uint8_t>(b.paths()[0], bad, 1);
+    const absl::StatusOr<JournalScan> scan = scan_journal(dir_);
+    if (bad == 0) {
+      ASSERT_TRUE(scan.ok()) << scan.status();
+      EXPECT_EQ(scan->record_count, 5);
+      continue;
+    }
+    ASSERT_TRUE(absl::IsDataLoss(scan.status())) << bad << ": " << scan.status();
+    EXPECT_THAT(std::string(scan.status().message()),
+                HasSubstr(absl::StrCat("non-zero bytes follow at offset ", bad)));
+  }
+}
+
 TEST_F(JournalReaderTest, FrameLengthOutOfRangeFollowedByRecordsIsCorruption) {
   JournalBuilder b(dir_, kSegmentSize);
   b.append_many(30);
