@@ -257,6 +257,22 @@ class JournalReaderTest : public ::testing::Test {
     }
   }
 
+  // Seeks to sequence 1, 1 + step, ... of what `b` wrote; each next() must return that record,
+  // and the reader stand just after it.
+  static void seek_to_every(JournalReader& reader, const JournalBuilder& b, int64_t step) {
+    const auto records = static_cast<int64_t>(b.written().size());
+    for (int64_t target = 1; target <= records; target += step) {
+      ASSERT_TRUE(reader.seek(target).ok()) << target;
+      Record r;
+      ASSERT_EQ(reader.next(&r), ReadResult::kRecord) << target;
+      const Written& w = b.written()[static_cast<size_t>(target - 1)];
+      ASSERT_EQ(r.sequence, target);
+      EXPECT_EQ(std::vector<std::byte>(r.frame.begin(), r.frame.end()), w.frame);
+      EXPECT_EQ(reader.position_path(), b.paths()[w.segment]);
+      EXPECT_EQ(reader.position_offset(), w.offset + record_size(w.frame.size()));
+    }
+  }
+
   std::string root_;
   std::string dir_;
 };
@@ -359,16 +375,7 @@ TEST_F(JournalReaderTest, SeekLandsOnRecordsPastTheFirstReadWindow) {
   JournalBuilder b(dir_, kLargeSegmentSize);
   build_large(b);
   auto reader = open_reader();
-  const auto records = static_cast<int64_t>(b.written().size());
-  for (int64_t target = 1; target <= records; target += 397) {
-    ASSERT_TRUE(reader->seek(target).ok()) << target;
-    Record r;
-    ASSERT_EQ(reader->next(&r), ReadResult::kRecord) << target;
-    const Written& w = b.written()[static_cast<size_t>(target - 1)];
-    ASSERT_EQ(r.sequence, target);
-    EXPECT_EQ(std::vector<std::byte>(r.frame.begin(), r.frame.end()), w.frame);
-    EXPECT_EQ(reader->position_offset(), w.offset + record_size(w.frame.size()));
-  }
+  seek_to_every(*reader, b, 397);
   // Reading on from a seek past the first window reaches the end with everything in between.
   const size_t from = straddling(b, kSegmentHeaderSize + 2 * JournalReader::kReadWindowBytes);
   ASSERT_TRUE(reader->seek(b.written()[from].sequence).ok());
@@ -434,16 +441,7 @@ TEST_F(JournalReaderTest, SeekPositionsAtEveryKthSequence) {
   b.append_many(1000);
   b.write();
   auto reader = open_reader();
-  for (int64_t target = 1; target <= 1000; target += 7) {
-    ASSERT_TRUE(reader->seek(target).ok()) << target;
-    Record r;
-    ASSERT_EQ(reader->next(&r), ReadResult::kRecord) << target;
-    const Written& w = b.written()[static_cast<size_t>(target - 1)];
-    ASSERT_EQ(r.sequence, target);
-    EXPECT_EQ(std::vector<std::byte>(r.frame.begin(), r.frame.end()), w.frame);
-    EXPECT_EQ(reader->position_path(), b.paths()[w.segment]);
-    EXPECT_EQ(reader->position_offset(), w.offset + record_size(w.frame.size()));
-  }
+  seek_to_every(*reader, b, 7);
   // Then reading on from a seek reaches the end with everything in between.
   ASSERT_TRUE(reader->seek(500).ok());
   std::vector<Written> got;
