@@ -457,7 +457,7 @@ absl::Status JournalReader::seek(int64_t sequence) {
     switch (next(&record)) {
       case ReadResult::kRecord:
         if (record.sequence >= sequence) {
-          // Step back over it: the record is in the mapped segment, so this is exact.
+          // Step back over it: the record was read from the window, which still holds it.
           pos_ -= record_size(record.frame.size());
           --expected_;
           return absl::OkStatus();
