@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -257,8 +258,8 @@ class JournalReaderTest : public ::testing::Test {
     }
   }
 
-  // Seeks to sequence 1, 1 + step, ... of what `b` wrote; each next() must return that record,
-  // and the reader stand just after it.
+  // Seeks to sequence 1, 1 + step, ... of what `b` wrote; each next() must return that record
+  // and leave the reader just after it.
   static void seek_to_every(JournalReader& reader, const JournalBuilder& b, int64_t step) {
     const auto records = static_cast<int64_t>(b.written().size());
     for (int64_t target = 1; target <= records; target += step) {
@@ -304,17 +305,15 @@ TEST_F(JournalReaderTest, ReadsEveryRecordAcrossSegmentsInOrder) {
 // windows.
 constexpr uint64_t kLargeSegmentSize = 2 * JournalReader::kReadWindowBytes + 4104;
 
-// The index of the first record that straddles offset `boundary` of its segment.
-size_t straddling(const JournalBuilder& b, uint64_t boundary, size_t segment = 0) {
+// The index of the record of segment 0 that straddles offset `boundary`, if one does.
+std::optional<size_t> straddling(const JournalBuilder& b, uint64_t boundary) {
   const std::vector<Written>& w = b.written();
-  for (size_t i = 0; i < w.size(); ++i) {
-    if (w[i].segment == segment && w[i].offset < boundary &&
-        w[i].offset + record_size(w[i].frame.size()) > boundary) {
+  for (size_t i = 0; i < w.size() && w[i].segment == 0; ++i) {
+    if (w[i].offset < boundary && w[i].offset + record_size(w[i].frame.size()) > boundary) {
       return i;
     }
   }
-  ADD_FAILURE() << "no record straddles offset " << boundary << " of segment " << segment;
-  return 0;
+  return std::nullopt;
 }
 
 // A journal of three large segments, the last more than a window long but not full.
@@ -332,7 +331,7 @@ TEST_F(JournalReaderTest, SegmentsLongerThanTheReadWindowReadWhole) {
   JournalBuilder b(dir_, kLargeSegmentSize);
   build_large(b);
   // The first window ends at the header plus kReadWindowBytes: a record straddles it.
-  straddling(b, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
+  ASSERT_TRUE(straddling(b, kSegmentHeaderSize + JournalReader::kReadWindowBytes).has_value());
   auto reader = open_reader();
   std::vector<Written> got;
   EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd);
@@ -347,7 +346,10 @@ TEST_F(JournalReaderTest, SegmentsLongerThanTheReadWindowReadWhole) {
 TEST_F(JournalReaderTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderThere) {
   JournalBuilder probe(dir_, kLargeSegmentSize);
   append_large(probe);
-  const size_t first = straddling(probe, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
+  const std::optional<size_t> straddler =
+      straddling(probe, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
+  ASSERT_TRUE(straddler.has_value());
+  const size_t first = *straddler;
   size_t last = 0;  // of the first segment
   while (probe.written()[last + 1].segment == 0) ++last;
   // The straddling record, its neighbours, one well inside the second window, and the last one
@@ -377,7 +379,10 @@ TEST_F(JournalReaderTest, SeekLandsOnRecordsPastTheFirstReadWindow) {
   auto reader = open_reader();
   seek_to_every(*reader, b, 397);
   // Reading on from a seek past the first window reaches the end with everything in between.
-  const size_t from = straddling(b, kSegmentHeaderSize + 2 * JournalReader::kReadWindowBytes);
+  const std::optional<size_t> straddler =
+      straddling(b, kSegmentHeaderSize + 2 * JournalReader::kReadWindowBytes);
+  ASSERT_TRUE(straddler.has_value());
+  const size_t from = *straddler;
   ASSERT_TRUE(reader->seek(b.written()[from].sequence).ok());
   std::vector<Written> got;
   EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd);
