@@ -45,6 +45,20 @@ size_t first_nonzero(const std::byte* p, size_t n) {
   return n;
 }
 
+// Reads up to n bytes at `offset`, retrying short reads and EINTR until n or the end of the
+// file: the bytes read, or -1 with errno set.
+ssize_t pread_full(int fd, std::byte* buf, size_t n, uint64_t offset) {
+  size_t got = 0;
+  while (got < n) {
+    const ssize_t r = ::pread(fd, buf + got, n - got, static_cast<off_t>(offset + got));
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return -1;
+    if (r == 0) break;
+    got += static_cast<size_t>(r);
+  }
+  return static_cast<ssize_t>(got);
+}
+
 std::string join_path(const std::string& dir, std::string_view name) {
   if (!dir.empty() && dir.back() == '/') return absl::StrCat(dir, to_absl(name));
   return absl::StrCat(dir, "/", to_absl(name));
@@ -136,22 +150,17 @@ bool JournalReader::fill_window() {
   if (window_ == nullptr) {
     window_ = std::make_unique_for_overwrite<std::byte[]>(kReadWindowBytes);
   }
-  const uint64_t want = std::min<uint64_t>(kReadWindowBytes, limit_ - pos_);
-  uint64_t got = 0;
-  while (got < want) {
-    const ssize_t n = ::pread(fd_, window_.get() + got, want - got, static_cast<off_t>(pos_ + got));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      status_ = io_error(errno, absl::StrCat("read at offset ", pos_ + got), position_path());
-      state_ = State::kCorrupt;
-      stop_at(pos_);
-      return false;
-    }
-    if (n == 0) break;  // the file shrank since it was opened: the diagnosis will say so
-    got += static_cast<uint64_t>(n);
+  const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadWindowBytes, limit_ - pos_));
+  const ssize_t got = pread_full(fd_, window_.get(), want, pos_);
+  if (got < 0) {
+    status_ = io_error(errno, absl::StrCat("read at offset ", pos_), position_path());
+    state_ = State::kCorrupt;
+    stop_at(pos_);
+    return false;
   }
+  // Fewer than `want` bytes: the file shrank since it was opened; the diagnosis will say so.
   window_begin_ = pos_;
-  window_end_ = pos_ + got;
+  window_end_ = pos_ + static_cast<uint64_t>(got);
   return true;
 }
 
@@ -207,19 +216,12 @@ std::optional<uint64_t> JournalReader::find_nonzero_in_data(uint64_t from, uint6
   // tens of MB, and a fresh mapping faults every page (see kReadWindowBytes). Should a read
   // fail, the mapping has the same bytes.
   constexpr size_t kChunk = 256 << 10;
-  std::unique_ptr<std::byte[]> chunk;
+  const auto chunk = std::make_unique_for_overwrite<std::byte[]>(kChunk);
   uint64_t at = from;
   while (at < to) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, to - at));
-    const std::byte* p = base_ + at;
-    ssize_t got = -1;
-    if (n > 4096) {
-      if (chunk == nullptr) chunk = std::make_unique_for_overwrite<std::byte[]>(kChunk);
-      do {
-        got = ::pread(fd_, chunk.get(), n, static_cast<off_t>(at));
-      } while (got < 0 && errno == EINTR);
-      if (got > 0) p = chunk.get();
-    }
+    const ssize_t got = pread_full(fd_, chunk.get(), n, at);
+    const std::byte* p = got > 0 ? chunk.get() : base_ + at;
     const size_t len = got > 0 ? static_cast<size_t>(got) : n;
     const size_t i = first_nonzero(p, len);
     if (i < len) return at + i;
