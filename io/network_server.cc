@@ -1,8 +1,10 @@
 #include "io/network_server.h"
 
+#include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -202,6 +204,7 @@ struct Connection {
   bool send_in_flight = false;
   int ops = 0;  // requests in flight that name this connection
   int64_t linger_deadline_ns = 0;
+  int64_t linger_limit_ns = 0;  // past this, lingering ends even with output unacknowledged
 
   // List memberships (a slot is in each list at most once; stale entries are skipped).
   bool in_ready = false;
@@ -393,6 +396,7 @@ class NetworkServer::Impl {
   void close_listener(Listener& l);
   void close_udp();
   void check_deadlines();
+  int unacknowledged_output(const Connection& c) const;
   void update_drained();
   bool outputs_pending() const noexcept;
   void fail(absl::Status status);
@@ -920,6 +924,7 @@ void NetworkServer::Impl::check_drain_done(Connection& c) {
   ::shutdown(c.fd, SHUT_WR);
   c.state = ConnState::kLingering;
   c.linger_deadline_ns = pass_now_ns() + options_.linger_ns;
+  c.linger_limit_ns = pass_now_ns() + std::max(options_.linger_ns, options_.linger_limit_ns);
   if (!c.in_linger) {
     c.in_linger = true;
     lingering_.push_back(slot_of(c));
@@ -1802,6 +1807,14 @@ void NetworkServer::Impl::close_udp() {
   }
 }
 
+// Bytes the kernel still holds for the client: sent and not acknowledged, or not sent yet (its
+// receive window is shut). SIOCOUTQ; 0 where the ioctl fails.
+int NetworkServer::Impl::unacknowledged_output(const Connection& c) const {
+  int queued = 0;
+  if (::ioctl(c.fd, SIOCOUTQ, &queued) != 0) return 0;
+  return queued;
+}
+
 void NetworkServer::Impl::check_deadlines() {
   const int64_t now = pass_now_ns();
   for (size_t i = 0; i < lingering_.size();) {
@@ -1812,7 +1825,16 @@ void NetworkServer::Impl::check_deadlines() {
       lingering_.pop_back();
       continue;
     }
-    if (now >= c.linger_deadline_ns) close_connection(c);
+    if (now >= c.linger_deadline_ns) {
+      if (now < c.linger_limit_ns && unacknowledged_output(c) > 0) {
+        // The client has not taken everything yet (it reads slowly, and its window is shut).
+        // Closing now, with its input unread, would reset the connection and throw away the
+        // answers and the ERROR still queued in the kernel: give it another linger period.
+        c.linger_deadline_ns = now + options_.linger_ns;
+      } else {
+        close_connection(c);
+      }
+    }
     ++i;
   }
   if (drain_deadline_ns_ != 0 && now >= drain_deadline_ns_) {

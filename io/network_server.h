@@ -81,7 +81,10 @@ struct NetworkOptions {
                                        // (autotuned, up to net.ipv4.tcp_wmem's maximum)
   int64_t linger_ns = 1'000'000'000;   // after a server-side close: wait this long for the
                                        // client to close, reading and discarding, so it gets
-                                       // the last frames instead of a reset
+                                       // the last frames instead of a reset; the wait
+                                       // starts over while the kernel still holds output
+                                       // the client has not acknowledged (it reads slowly)
+  int64_t linger_limit_ns = 30'000'000'000;  // ... but never lingers longer than this
   int64_t drain_timeout_ns = 5'000'000'000;  // after stop_accepting: connections still open
                                              // this long after it are dropped
 

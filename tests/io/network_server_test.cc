@@ -1035,6 +1035,69 @@ TEST(NetworkServer, RefusedInputTellsEveryClientAfterItsAnswers) {
   EXPECT_EQ(h.counters().events_journaled.get(), 3);
 }
 
+// A client that keeps sending and reads slowly, with its window shut: when input is refused,
+// its answers and the ERROR sit in the server's kernel send queue (a large one here, so the
+// server's sends complete at once and it shuts its side and lingers). Closing at the plain
+// linger deadline, with the client's input unread, would reset the connection and throw them
+// away; the server lingers until the client has taken them.
+TEST(NetworkServer, ALingeringConnectionWaitsForAClientThatReadsSlowly) {
+  HarnessConfig cfg;
+  cfg.options = test_options();
+  cfg.options.linger_ns = 100'000'000;
+  cfg.options.send_buffer_bytes = 256 << 10;
+  Harness h(cfg);
+  ASSERT_TRUE(h.ok());
+  TestClient c(h.port(), /*rcvbuf=*/4096);
+  constexpr uint64_t kAnswered = 3000;  // 84 KB of decisions: past the client's buffer
+  Bytes s;
+  for (uint64_t i = 1; i <= kAnswered; ++i) testing::append(s, transaction_frame(i, 6));
+  ASSERT_TRUE(c.send(s));
+  ASSERT_TRUE(eventually([&] { return h.counters().decisions_sent.get() == kAnswered; }));
+  h.server().refuse_input("journal: write failed (No space left on device)");
+  // Input keeps coming while the client is not reading (the server discards it).
+  std::atomic<bool> flooding{true};
+  std::thread flood([&] {
+    uint64_t seq = kAnswered;
+    while (flooding.load()) {
+      Bytes more;
+      for (int k = 0; k < 64; ++k) testing::append(more, transaction_frame(++seq, 6));
+      if (!c.send(more)) break;
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));  // six linger periods
+  EXPECT_EQ(h.counters().connections_open.get(), 1) << "closed before the client read its answers";
+  flooding.store(false);
+  flood.join();
+  std::vector<Frame> before;
+  EXPECT_EQ(expect_error(c, &before), static_cast<uint16_t>(wire::ErrorCode::kInputRefused));
+  ASSERT_EQ(before.size(), kAnswered);
+  for (uint64_t i = 0; i < kAnswered; ++i) ASSERT_EQ(before[i].decision().client_seq, i + 1);
+  EXPECT_TRUE(c.at_eof());
+  c.close();
+  ASSERT_TRUE(eventually([&] { return h.counters().connections_open.get() == 0; }));
+}
+
+// ... but not forever: past linger_limit_ns a client that never reads is closed.
+TEST(NetworkServer, ALingeringConnectionIsClosedAtItsLimitIfTheClientNeverReads) {
+  HarnessConfig cfg;
+  cfg.options = test_options();
+  cfg.options.linger_ns = 50'000'000;
+  cfg.options.linger_limit_ns = 500'000'000;
+  cfg.options.send_buffer_bytes = 256 << 10;
+  Harness h(cfg);
+  ASSERT_TRUE(h.ok());
+  TestClient c(h.port(), /*rcvbuf=*/4096);
+  Bytes s;
+  for (uint64_t i = 1; i <= 3000; ++i) testing::append(s, transaction_frame(i, 6));
+  ASSERT_TRUE(c.send(s));
+  ASSERT_TRUE(eventually([&] { return h.counters().decisions_sent.get() == 3000; }));
+  h.server().refuse_input("journal: write failed (No space left on device)");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // four linger periods
+  EXPECT_EQ(h.counters().connections_closed.get(), 0);
+  ASSERT_TRUE(eventually([&] { return h.counters().connections_closed.get() == 1; }));
+  ASSERT_TRUE(eventually([&] { return h.counters().connections_open.get() == 0; }));
+}
+
 TEST(NetworkServer, WakeEndsAParkedWait) {
   HarnessConfig cfg;
   cfg.options = test_options();
