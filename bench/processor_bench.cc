@@ -8,14 +8,20 @@
 //   Generate
 //       The generator alone (included in the Processor numbers).
 //   Replay/<accounts>
-//       run_replay() (the `sluice replay` path: journal reader, one shard, digest) over a
-//       10M-event mixed journal in the page cache, written once per process into
-//       $REPLAY_BENCH_DIR (default ./bench-replay-tmp, removed at exit).
+//       run_replay() (the `sluice replay` path: journal reader with its read-ahead thread, one
+//       shard, digest) over a 10M-event mixed journal in the page cache, written once per
+//       process into $REPLAY_BENCH_DIR (default ./bench-replay-tmp, removed at exit).
+//   Replay/read_here/<accounts>
+//       The same with the reader reading every window on the replaying thread.
 //   Replay/shards:2/<accounts>
 //       The same with two shards, each on its own thread with its own journal reader (what
 //       `sluice replay --shards 2` does without --decisions-out on a machine of two or more CPUs).
-//   JournalReadOnly/<accounts>
-//       A JournalReader over the same journal, nothing else: the reader's share.
+//   Every Replay and JournalReadOnly run records the placement of the two vCPUs before and
+//   after it (cl_rtt_before_ns, cl_rtt_after_ns: bench/run_conditions.h): the read-ahead
+//   thread's window is read on the other CPU, which costs more when the CPUs are "far".
+//   JournalReadOnly[/read_ahead]/<accounts>
+//       A JournalReader over the same journal, nothing else: the reader's share (/read_ahead:
+//       with its read-ahead thread reading and checking the next window).
 #include <benchmark/benchmark.h>
 
 #include <array>
@@ -26,6 +32,7 @@
 #include <memory>
 #include <string>
 
+#include "bench/run_conditions.h"
 #include "bench/workload.h"
 #include "core/clock.h"
 #include "io/journal_reader.h"
@@ -150,7 +157,7 @@ const std::string& journal_for(uint64_t accounts, std::string* error) {
   return dirs[accounts] = dir;
 }
 
-void BM_Replay(benchmark::State& state, uint32_t shards) {
+void BM_Replay(benchmark::State& state, uint32_t shards, bool read_ahead) {
   std::string error;
   const std::string& dir = journal_for(static_cast<uint64_t>(state.range(0)), &error);
   if (!error.empty()) {
@@ -158,8 +165,10 @@ void BM_Replay(benchmark::State& state, uint32_t shards) {
     return;
   }
   int64_t events = 0;
+  const int64_t rtt_before = bench::placement_rtt_ns();
   for (auto _ : state) {
-    auto r = run_replay(ReplayOptions{.journal_dir = dir, .shards = shards});
+    auto r =
+        run_replay(ReplayOptions{.journal_dir = dir, .shards = shards, .read_ahead = read_ahead});
     if (!r.ok()) {
       state.SkipWithError(std::string(r.status().message()).c_str());
       return;
@@ -169,9 +178,11 @@ void BM_Replay(benchmark::State& state, uint32_t shards) {
     if (r->events != kReplayEvents) state.SkipWithError("replay read too few events");
   }
   state.SetItemsProcessed(events);
+  state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before);
+  state.counters["cl_rtt_after_ns"] = static_cast<double>(bench::placement_rtt_ns());
 }
 
-void BM_JournalReadOnly(benchmark::State& state) {
+void BM_JournalReadOnly(benchmark::State& state, bool read_ahead) {
   std::string error;
   const std::string& dir = journal_for(static_cast<uint64_t>(state.range(0)), &error);
   if (!error.empty()) {
@@ -180,9 +191,11 @@ void BM_JournalReadOnly(benchmark::State& state) {
   }
   int64_t events = 0;
   uint64_t sink = 0;
+  const int64_t rtt_before = bench::placement_rtt_ns();
   for (auto _ : state) {
     const int64_t start = now_ns();
     auto reader = journal::JournalReader::open(dir);
+    (*reader)->set_read_ahead(read_ahead);
     journal::Record rec;
     int64_t n = 0;
     while ((*reader)->next(&rec) == journal::ReadResult::kRecord) {
@@ -194,6 +207,8 @@ void BM_JournalReadOnly(benchmark::State& state) {
   }
   benchmark::DoNotOptimize(sink);
   state.SetItemsProcessed(events);
+  state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before);
+  state.counters["cl_rtt_after_ns"] = static_cast<double>(bench::placement_rtt_ns());
 }
 
 void accounts3(benchmark::internal::Benchmark* b) {
@@ -233,9 +248,19 @@ BENCHMARK_CAPTURE(BM_Processor, risk_np, bench::Mix::kRisk, false)
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->Iterations(3);
-BENCHMARK(BM_JournalReadOnly)->Name("JournalReadOnly")->Apply(journal_accounts);
-BENCHMARK_CAPTURE(BM_Replay, one_shard, 1u)->Name("Replay")->Apply(journal_accounts);
-BENCHMARK_CAPTURE(BM_Replay, two_shards, 2u)->Name("Replay/shards:2")->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_JournalReadOnly, read_here, false)
+    ->Name("JournalReadOnly")
+    ->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_JournalReadOnly, read_ahead, true)
+    ->Name("JournalReadOnly/read_ahead")
+    ->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_Replay, one_shard, 1u, true)->Name("Replay")->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_Replay, one_shard_read_here, 1u, false)
+    ->Name("Replay/read_here")
+    ->Apply(journal_accounts);
+BENCHMARK_CAPTURE(BM_Replay, two_shards, 2u, true)
+    ->Name("Replay/shards:2")
+    ->Apply(journal_accounts);
 
 }  // namespace
 }  // namespace sluice

@@ -11,6 +11,7 @@
 #ifndef SLUICE_BENCH_RUN_CONDITIONS_H_
 #define SLUICE_BENCH_RUN_CONDITIONS_H_
 
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -101,6 +102,19 @@ inline double process_cpu_seconds() {
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+// The placement probe for a benchmark whose threads must stay unpinned (they start threads of
+// their own, which inherit the affinity): the round trip between CPUs 0 and 1, measured from
+// this thread pinned to CPU 0 for the probe only, its affinity restored after. -1 if it could
+// not be measured (one CPU, or pinning refused).
+inline int64_t placement_rtt_ns() {
+  cpu_set_t saved;
+  if (sched_getaffinity(0, sizeof(saved), &saved) != 0) return -1;
+  if (!pin_current_thread(0).ok()) return -1;
+  const int64_t rtt = cacheline_rtt_ns(1);
+  (void)sched_setaffinity(0, sizeof(saved), &saved);
+  return rtt;
 }
 
 // Pins the benchmark thread to `self_cpu` and records the run's conditions (above) against

@@ -18,7 +18,9 @@
 //                                capture_ms (barrier to complete image), passes
 //   Recovery/1M-accounts/10M-journal/1M-tail
 //                                recover(): newest snapshot (at 9M) + the last 1M events of a
-//                                10M-event journal, everything in the page cache
+//                                10M-event journal, everything in the page cache; the
+//                                journal reader with its read-ahead thread (/1) or without
+//                                (/read_here/0); cl_rtt_{before,after}_ns: the placement
 //
 // The state is the mixed workload of bench/workload.h warmed to steady size (3 events per
 // account), built once per account count. Scratch files: $SNAPSHOT_BENCH_DIR (default
@@ -35,6 +37,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/run_conditions.h"
 #include "bench/workload.h"
 #include "core/clock.h"
 #include "core/idle_strategy.h"
@@ -300,10 +303,13 @@ void BM_Recovery(benchmark::State& state) {
     if (!(*w)->close().ok()) state.SkipWithError("journal close failed");
     built = true;
   }
+  const int64_t rtt_before = bench::placement_rtt_ns();
   for (auto _ : state) {
     const int64_t start = now_ns();
-    auto r = recover(RecoveryOptions{
-        .snapshot_dir = root + "/snapshots", .journal_dir = root + "/journal", .shards = 1});
+    auto r = recover(RecoveryOptions{.snapshot_dir = root + "/snapshots",
+                                     .journal_dir = root + "/journal",
+                                     .shards = 1,
+                                     .read_ahead = state.range(0) != 0});
     state.SetIterationTime(static_cast<double>(now_ns() - start) / 1e9);
     if (!r.ok() || r->snapshot_sequence != kSnapshotAt || r->last_sequence != kJournal) {
       state.SkipWithError("recovery did not use the snapshot or stopped early");
@@ -314,6 +320,8 @@ void BM_Recovery(benchmark::State& state) {
     state.counters["tail_events_per_s"] =
         static_cast<double>(r->replayed_events) / r->replay_seconds;
   }
+  state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before);
+  state.counters["cl_rtt_after_ns"] = static_cast<double>(bench::placement_rtt_ns());
 }
 
 // Grouped by account count (the state is rebuilt when it changes), so no random interleaving.
@@ -342,6 +350,12 @@ void register_all() {
         ->Iterations(1);
   }
   benchmark::RegisterBenchmark("Recovery/1M-accounts/10M-journal/1M-tail", BM_Recovery)
+      ->Arg(1)
+      ->UseManualTime()
+      ->Unit(benchmark::kMillisecond)
+      ->Iterations(3);
+  benchmark::RegisterBenchmark("Recovery/1M-accounts/10M-journal/1M-tail/read_here", BM_Recovery)
+      ->Arg(0)
       ->UseManualTime()
       ->Unit(benchmark::kMillisecond)
       ->Iterations(3);

@@ -7,15 +7,19 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "core/absl_compat.h"
+#include "core/cpu.h"
 #include "io/io_error.h"
 
 namespace sluice::journal {
@@ -126,7 +130,138 @@ absl::StatusOr<std::unique_ptr<JournalReader>> JournalReader::open(const std::st
 JournalReader::JournalReader(std::string dir, std::vector<Segment> segments)
     : dir_(std::move(dir)), segments_(std::move(segments)) {}
 
+// The read-ahead thread. One job at a time, handed over through state_ (release/acquire; both
+// sides wait on it with futex waits, never spinning): read the window after the caller's
+// current one into the other buffer, with the record the current window's end cuts carried in
+// front of it, and check the records from there on.
+class JournalReader::ReadAhead {
+ public:
+  struct Job {
+    int fd = -1;
+    const std::byte* source = nullptr;  // the caller's window: bytes [source_begin, source_end)
+    uint64_t source_begin = 0;
+    uint64_t source_end = 0;
+    uint64_t walk_from = 0;       // a record boundary in the source
+    std::byte* target = nullptr;  // the other buffer: kWindowHeadroom bytes, then a window
+    uint64_t limit = 0;           // read [source_end, min(source_end + window, limit))
+  };
+  struct Result {
+    // False: the source's records end in a bad one or zeros (nothing to carry), or the read
+    // failed or found nothing; the caller reads that part itself.
+    bool usable = false;
+    uint64_t begin = 0;  // the offset of data[0]: the record the source's end cut
+    const std::byte* data = nullptr;
+    uint64_t end = 0;
+    uint64_t checked_end = 0;  // records in [begin, checked_end) are whole and good
+    bool cut = false;          // the record at checked_end is cut by `end`, not bad
+  };
+
+  // nullptr if the thread cannot be started.
+  static std::unique_ptr<ReadAhead> start() {
+    std::unique_ptr<ReadAhead> ahead(new ReadAhead());
+    try {
+      ahead->thread_ = std::thread([p = ahead.get()] { p->run(); });
+    } catch (const std::system_error&) {
+      return nullptr;
+    }
+    return ahead;
+  }
+
+  ~ReadAhead() {
+    (void)wait();
+    state_.store(kStop, std::memory_order_release);
+    state_.notify_one();
+    thread_.join();
+  }
+
+  void submit(const Job& job) {
+    (void)wait();
+    job_ = job;
+    state_.store(kSubmitted, std::memory_order_release);
+    state_.notify_one();
+  }
+
+  // Waits for the job in flight: its result, or nullopt if none was submitted since the last
+  // wait.
+  std::optional<Result> wait() {
+    uint32_t s = state_.load(std::memory_order_acquire);
+    if (s == kIdle) return std::nullopt;
+    while (s == kSubmitted) {
+      state_.wait(kSubmitted, std::memory_order_acquire);
+      s = state_.load(std::memory_order_acquire);
+    }
+    state_.store(kIdle, std::memory_order_relaxed);
+    return result_;
+  }
+
+ private:
+  enum : uint32_t { kIdle, kSubmitted, kDone, kStop };
+
+  ReadAhead() = default;
+
+  void run() {
+    (void)set_current_thread_name("journal-ahead");
+    for (;;) {
+      uint32_t s;
+      while ((s = state_.load(std::memory_order_acquire)) != kSubmitted && s != kStop) {
+        state_.wait(s, std::memory_order_acquire);
+      }
+      if (s == kStop) return;
+      result_ = execute(job_);
+      state_.store(kDone, std::memory_order_release);
+      state_.notify_one();
+    }
+  }
+
+  // From `from` in the bytes [begin, end) at `data`: where the whole, good records end, and in
+  // *cut whether the record there is cut by `end` (rather than bad, or zeros).
+  static uint64_t walk(const std::byte* data, uint64_t begin, uint64_t end, uint64_t from,
+                       bool* cut) {
+    uint64_t pos = from;
+    for (;;) {
+      const std::byte* p = data + (pos - begin);
+      const size_t size = whole_good_record(p, end - pos);
+      if (size == 0) {
+        const uint64_t left = end - pos;
+        *cut = left < 4 ||
+               (frame_length_in_range(load<uint32_t>(p)) && record_size(load<uint32_t>(p)) > left);
+        return pos;
+      }
+      pos += size;
+    }
+  }
+
+  static Result execute(const Job& job) {
+    Result r;
+    bool cut = false;
+    const uint64_t from = walk(job.source, job.source_begin, job.source_end, job.walk_from, &cut);
+    if (!cut) return r;
+    const size_t carry = static_cast<size_t>(job.source_end - from);  // < kWindowHeadroom
+    std::byte* data = job.target + kWindowHeadroom - carry;
+    std::memcpy(data, job.source + (from - job.source_begin), carry);
+    const size_t want =
+        static_cast<size_t>(std::min<uint64_t>(kReadWindowBytes, job.limit - job.source_end));
+    const ssize_t got = pread_full(job.fd, job.target + kWindowHeadroom, want, job.source_end);
+    if (got <= 0) return r;
+    r.usable = true;
+    r.begin = from;
+    r.data = data;
+    r.end = job.source_end + static_cast<uint64_t>(got);
+    r.checked_end = walk(data, r.begin, r.end, r.begin, &r.cut);
+    return r;
+  }
+
+  std::atomic<uint32_t> state_{kIdle};
+  Job job_;        // written by the caller before kSubmitted
+  Result result_;  // written by the thread before kDone
+  std::thread thread_;
+};
+
 JournalReader::~JournalReader() { unmap(); }
+
+void JournalReader::set_read_ahead(bool on) {
+  read_ahead_on_ = on && std::thread::hardware_concurrency() > 1;
+}
 
 const std::string& JournalReader::position_path() const {
   static const std::string* const kNone = new std::string();
@@ -134,6 +269,7 @@ const std::string& JournalReader::position_path() const {
 }
 
 void JournalReader::unmap() {
+  cancel_read_ahead();  // before its file is closed
   if (base_ != nullptr) ::munmap(const_cast<std::byte*>(base_), map_size_);
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -143,15 +279,31 @@ void JournalReader::unmap() {
   pos_ = 0;
   window_begin_ = 0;
   window_end_ = 0;
+  checked_end_ = 0;
   header_ = SegmentHeader{};
 }
 
 bool JournalReader::fill_window() {
-  if (window_ == nullptr) {
-    window_ = std::make_unique_for_overwrite<std::byte[]>(kReadWindowBytes);
+  if (read_ahead_ != nullptr) {
+    const std::optional<ReadAhead::Result> ahead = read_ahead_->wait();
+    if (ahead.has_value() && ahead->usable && ahead->begin == pos_) {
+      current_buffer_ ^= 1;
+      window_data_ = ahead->data;
+      window_begin_ = ahead->begin;
+      window_end_ = ahead->end;
+      checked_end_ = ahead->checked_end;
+      ++windows_read_ahead_;
+      if (ahead->cut) start_read_ahead(checked_end_);
+      return true;
+    }
   }
+  std::unique_ptr<std::byte[]>& buffer = buffers_[current_buffer_];
+  if (buffer == nullptr) {
+    buffer = std::make_unique_for_overwrite<std::byte[]>(kWindowHeadroom + kReadWindowBytes);
+  }
+  std::byte* data = buffer.get() + kWindowHeadroom;
   const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadWindowBytes, limit_ - pos_));
-  const ssize_t got = pread_full(fd_, window_.get(), want, pos_);
+  const ssize_t got = pread_full(fd_, data, want, pos_);
   if (got < 0) {
     status_ = io_error(errno, absl::StrCat("read at offset ", pos_), position_path());
     state_ = State::kCorrupt;
@@ -159,9 +311,39 @@ bool JournalReader::fill_window() {
     return false;
   }
   // Fewer than `want` bytes: the file shrank since it was opened; the diagnosis will say so.
+  window_data_ = data;
   window_begin_ = pos_;
   window_end_ = pos_ + static_cast<uint64_t>(got);
+  checked_end_ = pos_;
+  ++windows_read_here_;
+  start_read_ahead(pos_);
   return true;
+}
+
+void JournalReader::cancel_read_ahead() {
+  if (read_ahead_ != nullptr) (void)read_ahead_->wait();
+}
+
+void JournalReader::start_read_ahead(uint64_t walk_from) {
+  if (!read_ahead_on_ || window_end_ >= limit_) return;
+  if (read_ahead_ == nullptr) {
+    read_ahead_ = ReadAhead::start();
+    if (read_ahead_ == nullptr) {  // no thread to be had: read without
+      read_ahead_on_ = false;
+      return;
+    }
+  }
+  std::unique_ptr<std::byte[]>& target = buffers_[current_buffer_ ^ 1];
+  if (target == nullptr) {
+    target = std::make_unique_for_overwrite<std::byte[]>(kWindowHeadroom + kReadWindowBytes);
+  }
+  read_ahead_->submit(ReadAhead::Job{.fd = fd_,
+                                     .source = window_data_,
+                                     .source_begin = window_begin_,
+                                     .source_end = window_end_,
+                                     .walk_from = walk_from,
+                                     .target = target.get(),
+                                     .limit = limit_});
 }
 
 void JournalReader::stop_at(uint64_t offset) {
@@ -169,6 +351,7 @@ void JournalReader::stop_at(uint64_t offset) {
   limit_ = offset;  // keeps read_fast() out: the states after kEnd / kCorrupt are sticky
   window_begin_ = offset;
   window_end_ = offset;
+  checked_end_ = offset;
 }
 
 JournalReader::ReadResult JournalReader::fail(uint64_t offset, const std::string& what) {
@@ -261,7 +444,7 @@ bool JournalReader::open_segment(size_t index) {
   (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   limit_ = file_size;  // the whole file until the header says otherwise
   pos_ = 0;
-  window_begin_ = window_end_ = 0;
+  window_begin_ = window_end_ = checked_end_ = 0;
 
   SegmentHeader header;
   const HeaderCheck check =
@@ -310,7 +493,7 @@ bool JournalReader::open_segment(size_t index) {
   header_ = header;
   limit_ = std::min(file_size, header.segment_size);
   pos_ = kSegmentHeaderSize;
-  window_begin_ = window_end_ = pos_;
+  window_begin_ = window_end_ = checked_end_ = pos_;
   expected_ = static_cast<int64_t>(header.first_sequence);
   expected_known_ = true;
   return true;
@@ -477,6 +660,7 @@ absl::StatusOr<JournalScan> scan_journal(const std::string& dir) {
   absl::StatusOr<std::unique_ptr<JournalReader>> opened = JournalReader::open(dir);
   if (!opened.ok()) return opened.status();
   JournalReader& reader = **opened;
+  reader.set_read_ahead(true);  // a front-to-back pass: the CRCs run on a second CPU
   JournalScan scan;
   size_t described = std::numeric_limits<size_t>::max();  // the segment scan.segments.back() is
   Record record;

@@ -81,6 +81,7 @@ struct JournalScan {
 // journal (OK). Files not ending in ".seg" are ignored.
 // Cost: one pass over the data (~memory bandwidth, the CRC is hardware), plus a check that each
 // segment's unused remainder is zero (holes are skipped via SEEK_DATA without reading them).
+// Reads with the reader's read-ahead (a second thread, where there is a second CPU).
 absl::StatusOr<JournalScan> scan_journal(const std::string& dir);
 
 // One record as read. `frame` points into the reader's buffer: valid until the reader's next
@@ -111,6 +112,21 @@ class JournalReader {
   // a buffer that stays in the cache (perf/RESULTS.md, "Replay"). The segment is still mapped
   // for the slow path's diagnosis, which may look anywhere in it.
   static constexpr size_t kReadWindowBytes = 1 << 20;
+
+  // With read-ahead on, a helper thread reads the open segment's next window with pread, and
+  // checks its records (length, frame length, CRC), while the caller reads the current one; the
+  // caller's fast path then checks only the sequence. A long front-to-back read (replay,
+  // recovery) on a machine with a CPU to spare gains the copy and the CRC (perf/RESULTS.md,
+  // "Replay"). Off by default; on a machine with one CPU it stays off. It takes effect at the next
+  // window; the thread starts at the first read-ahead and the destructor joins it. Windows the
+  // thread could not fill or check (a read error, a bad record, a seek) are read by the caller
+  // as without it, so what next() returns and every error and offset are the same either way.
+  void set_read_ahead(bool on);
+  bool read_ahead() const { return read_ahead_on_; }
+  // Windows read by the read-ahead thread and used, and windows read here (each pread of
+  // up to kReadWindowBytes), since open().
+  uint64_t windows_read_ahead() const { return windows_read_ahead_; }
+  uint64_t windows_read_here() const { return windows_read_here_; }
 
   // Lists the segment files of `dir` (errors as scan_journal's, for the directory itself and
   // the file names) and positions the reader before the first record. Segment files are opened
@@ -164,31 +180,52 @@ class JournalReader {
 
   JournalReader(std::string dir, std::vector<Segment> segments);
 
-  // The fast path: true and *out filled if a good record is at pos_ of the window.
-  bool read_fast(Record* out) {
-    // window_begin_ <= pos_ <= window_end_ <= limit_ while a segment is open; an unmapped or
-    // stopped (kEnd / kCorrupt) reader has pos_ == window_end_.
-    if (window_end_ - pos_ < kRecordHeaderSize) return false;
-    const std::byte* p = window_.get() + (pos_ - window_begin_);
+  // The size of the record at p if it is whole in the `left` bytes there and good (length in
+  // 4..1024, its frame's own length equal, CRC); 0 otherwise. The sequence is not checked.
+  static size_t whole_good_record(const std::byte* p, uint64_t left) {
+    if (left < kRecordHeaderSize) return 0;
     const uint32_t length = wire::load<uint32_t>(p);
     // One unsigned compare for 4 <= length <= 1024.
-    if (length - wire::kHeaderSize > wire::kMaxFrameSize - wire::kHeaderSize) return false;
+    if (length - wire::kHeaderSize > wire::kMaxFrameSize - wire::kHeaderSize) return 0;
     const size_t size = record_size(length);
-    if (size > window_end_ - pos_) return false;
-    if (wire::load<uint16_t>(p + kRecordHeaderSize) != length) return false;
+    if (size > left) return 0;
+    if (wire::load<uint16_t>(p + kRecordHeaderSize) != length) return 0;
+    if (wire::load<uint32_t>(p + 4) != record_crc(p, length)) return 0;
+    return size;
+  }
+
+  // The fast path: true and *out filled if a good record is at pos_ of the window.
+  bool read_fast(Record* out) {
+    // window_begin_ <= pos_ <= window_end_ <= limit_ and checked_end_ <= window_end_ while a
+    // segment is open; an unmapped or stopped (kEnd / kCorrupt) reader has pos_ == window_end_.
+    if (window_end_ - pos_ < kRecordHeaderSize) return false;
+    const std::byte* p = window_data_ + (pos_ - window_begin_);
+    size_t size;
+    if (pos_ < checked_end_) {
+      // The read-ahead thread found a whole, good record here.
+      size = record_size(wire::load<uint32_t>(p));
+    } else {
+      size = whole_good_record(p, window_end_ - pos_);
+      if (size == 0) return false;
+    }
     if (wire::load<int64_t>(p + 8) != expected_) return false;
-    if (wire::load<uint32_t>(p + 4) != record_crc(p, length)) return false;
     out->sequence = expected_;
     out->ingest_ns = wire::load<int64_t>(p + 16);
     out->client_id = wire::load<uint64_t>(p + 24);
-    out->frame = std::span<const std::byte>(p + kRecordHeaderSize, length);
+    out->frame = std::span<const std::byte>(p + kRecordHeaderSize, wire::load<uint32_t>(p));
     pos_ += size;
     ++expected_;
     return true;
   }
-  // Copies [pos_, min(pos_ + kReadWindowBytes, limit_)) of the open segment into the window;
-  // false (state_ set) on a read error.
+  // Makes the window start at pos_: the read-ahead thread's window if it holds the record at
+  // pos_ and more, otherwise [pos_, min(pos_ + kReadWindowBytes, limit_)) read here. Then starts
+  // the read-ahead of the next window. False (state_ set) on a read error.
   bool fill_window();
+  // Waits for the read-ahead in flight, if any, and drops its window.
+  void cancel_read_ahead();
+  // Starts reading the window after this one on the read-ahead thread; `walk_from` is a record
+  // boundary in this window from which the thread finds the record the next window starts with.
+  void start_read_ahead(uint64_t walk_from);
 
   ReadResult next_slow(Record* out);
   // Maps segments_[index] and checks its header; false if reading must stop (state_ set).
@@ -222,10 +259,25 @@ class JournalReader {
   uint64_t pos_ = 0;
   SegmentHeader header_;      // of the mapped segment, once checked
 
-  // The fast path's copy of the open segment's bytes [window_begin_, window_end_).
-  std::unique_ptr<std::byte[]> window_;
+  // The fast path's copy of the open segment's bytes [window_begin_, window_end_), at
+  // window_data_ in buffers_[current_buffer_]. Each buffer is kWindowHeadroom bytes (room for
+  // the read-ahead to put a record cut by the previous window's end in front) and a window.
+  // The second buffer is allocated with read-ahead, which fills it while this one is read.
+  static constexpr size_t kWindowHeadroom = kMaxRecordSize;
+  std::unique_ptr<std::byte[]> buffers_[2];
+  size_t current_buffer_ = 0;
+  const std::byte* window_data_ = nullptr;
   uint64_t window_begin_ = 0;
   uint64_t window_end_ = 0;
+  // Records in [window_begin_, checked_end_) were checked whole and good by the read-ahead
+  // thread (== window_begin_ for a window read here).
+  uint64_t checked_end_ = 0;
+
+  class ReadAhead;
+  std::unique_ptr<ReadAhead> read_ahead_;  // the thread, once started
+  bool read_ahead_on_ = false;
+  uint64_t windows_read_ahead_ = 0;
+  uint64_t windows_read_here_ = 0;
 
   int64_t expected_ = 0;         // the sequence the next record must carry
   bool expected_known_ = false;  // false until a segment header sets it (after open / seek)

@@ -268,9 +268,12 @@ absl::StatusOr<Recovered> recover(const RecoveryOptions& o) {
   out.load_seconds = static_cast<double>(monotonic_ns() - load_start) / 1e9;
 
   const int64_t replay_start = monotonic_ns();
-  const Tail tail = out.shards.size() > 1 && o.shard_sink
-                        ? run_tail_in_parallel(o, **reader, out.shards, out.snapshot_sequence)
-                        : run_tail(o, **reader, out.shards, true);
+  const bool parallel = out.shards.size() > 1 && o.shard_sink;
+  // One thread replaying: a second CPU, if there is one, reads and checks the journal ahead of
+  // it. In parallel, the shard groups have the CPUs.
+  (*reader)->set_read_ahead(o.read_ahead && !parallel);
+  const Tail tail = parallel ? run_tail_in_parallel(o, **reader, out.shards, out.snapshot_sequence)
+                             : run_tail(o, **reader, out.shards, true);
   out.replay_seconds = static_cast<double>(monotonic_ns() - replay_start) / 1e9;
   if (!tail.status.ok()) return tail.status;
   out.first_sequence = tail.first_sequence;

@@ -55,6 +55,9 @@ struct RecoveryOptions {
   // unused). Unset: the calling thread runs every shard, into tail_sink in sequence order.
   std::function<DecisionSink*(uint32_t shard, uint32_t shards)> shard_sink;
   StateStore::Options store;
+  // When the calling thread runs every shard: its journal reader reads and checks the next
+  // window on a second thread (journal::JournalReader::set_read_ahead).
+  bool read_ahead = true;
   // Called about every 2^20 tail events with (events so far, last sequence).
   std::function<void(int64_t, int64_t)> progress;
 };

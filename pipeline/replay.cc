@@ -144,6 +144,7 @@ absl::StatusOr<ReplayResult> run_replay(const ReplayOptions& options) {
                            .stop_after = options.to,
                            .tail_sink = &sink,
                            .shard_sink = shard_sink,
+                           .read_ahead = options.read_ahead,
                            .progress = options.progress};
   const int64_t start = now_ns();
   absl::StatusOr<Recovered> r = recover(recovery);

@@ -35,6 +35,7 @@ struct ReplayOptions {
   uint32_t shards = 1;
   ProcessorConfig config;
   std::string decisions_out;  // CSV file (SPEC 3 columns); empty: none
+  bool read_ahead = true;     // RecoveryOptions::read_ahead
   // Called about every 2^20 events with (events read, last sequence read), for a progress line.
   std::function<void(int64_t, int64_t)> progress;
 };

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <limits>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -229,7 +231,9 @@ class JournalReaderTest : public ::testing::Test {
   std::unique_ptr<JournalReader> open_reader() {
     absl::StatusOr<std::unique_ptr<JournalReader>> reader = JournalReader::open(dir_);
     EXPECT_TRUE(reader.ok()) << reader.status();
-    return reader.ok() ? std::move(*reader) : nullptr;
+    if (!reader.ok()) return nullptr;
+    (*reader)->set_read_ahead(read_ahead_);
+    return std::move(*reader);
   }
 
   // Reads to the end; returns what next() ended with and appends the records' sequences.
@@ -276,6 +280,7 @@ class JournalReaderTest : public ::testing::Test {
 
   std::string root_;
   std::string dir_;
+  bool read_ahead_ = false;  // for open_reader()
 };
 
 // ---- Intact journals ---------------------------------------------------------------------------
@@ -316,6 +321,47 @@ std::optional<size_t> straddling(const JournalBuilder& b, uint64_t boundary) {
   return std::nullopt;
 }
 
+// The tests of segments longer than a window run with the reader reading every window itself
+// and with its read-ahead thread reading and checking the next window: what next() returns, and
+// every error and offset, must be the same.
+class JournalReaderWindowTest : public JournalReaderTest,
+                                public ::testing::WithParamInterface<bool> {
+ protected:
+  void SetUp() override {
+    JournalReaderTest::SetUp();
+    read_ahead_ = GetParam();
+    if (read_ahead_ && std::thread::hardware_concurrency() < 2) {
+      GTEST_SKIP() << "one CPU: the reader keeps read-ahead off";
+    }
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Windows, JournalReaderWindowTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "ReadAhead" : "ReadHere";
+                         });
+
+// A frame of exactly `length` bytes (4..1024) of a type the processors do not know.
+std::vector<std::byte> frame_of_length(int64_t seq, size_t length) {
+  std::vector<std::byte> frame(length);
+  wire::encode_header(frame.data(), wire::FrameHeader{static_cast<uint16_t>(length), 0x42, 1});
+  for (size_t i = 4; i < length; ++i) frame[i] = static_cast<std::byte>(seq * 7 + i);
+  return frame;
+}
+
+// Appends records to the open segment until its used bytes reach `offset` exactly (a multiple
+// of the record alignment, past what is used).
+void fill_to(JournalBuilder& b, uint64_t offset) {
+  while (b.used(b.segment_count() - 1) < offset) {
+    const uint64_t left = offset - b.used(b.segment_count() - 1);
+    // Records of 64..960 bytes while more than the largest record is left (which leaves at
+    // least 96), then one of what is left.
+    const uint64_t size = left <= kMaxRecordSize ? left : (64 + (left * 31) % 900) & ~uint64_t{7};
+    b.append(frame_of_length(static_cast<int64_t>(b.written().size()) + 1,
+                             static_cast<size_t>(size - kRecordHeaderSize)));
+  }
+}
+
 // A journal of three large segments, the last more than a window long but not full.
 void append_large(JournalBuilder& b) {
   while (b.segment_count() < 3 || b.used(2) < JournalReader::kReadWindowBytes + 8192) {
@@ -327,7 +373,7 @@ void build_large(JournalBuilder& b) {
   b.write();
 }
 
-TEST_F(JournalReaderTest, SegmentsLongerThanTheReadWindowReadWhole) {
+TEST_P(JournalReaderWindowTest, SegmentsLongerThanTheReadWindowReadWhole) {
   JournalBuilder b(dir_, kLargeSegmentSize);
   build_large(b);
   // The first window ends at the header plus kReadWindowBytes: a record straddles it.
@@ -343,7 +389,7 @@ TEST_F(JournalReaderTest, SegmentsLongerThanTheReadWindowReadWhole) {
   EXPECT_EQ(scan->segments[0].data_end, b.used(0));
 }
 
-TEST_F(JournalReaderTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderThere) {
+TEST_P(JournalReaderWindowTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderThere) {
   JournalBuilder probe(dir_, kLargeSegmentSize);
   append_large(probe);
   const std::optional<size_t> straddler =
@@ -373,7 +419,7 @@ TEST_F(JournalReaderTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderThere) {
   }
 }
 
-TEST_F(JournalReaderTest, SeekLandsOnRecordsPastTheFirstReadWindow) {
+TEST_P(JournalReaderWindowTest, SeekLandsOnRecordsPastTheFirstReadWindow) {
   JournalBuilder b(dir_, kLargeSegmentSize);
   build_large(b);
   auto reader = open_reader();
@@ -392,7 +438,7 @@ TEST_F(JournalReaderTest, SeekLandsOnRecordsPastTheFirstReadWindow) {
   }
 }
 
-TEST_F(JournalReaderTest, LastRecordCutShortPastTheFirstReadWindowIsATornTail) {
+TEST_P(JournalReaderWindowTest, LastRecordCutShortPastTheFirstReadWindowIsATornTail) {
   JournalBuilder b(dir_, kLargeSegmentSize);
   build_large(b);
   const Written& last = b.written().back();
@@ -405,6 +451,60 @@ TEST_F(JournalReaderTest, LastRecordCutShortPastTheFirstReadWindowIsATornTail) {
   ASSERT_TRUE(reader->torn_tail().has_value());
   EXPECT_EQ(reader->torn_tail()->offset, last.offset);
   EXPECT_TRUE(reader->status().ok());
+}
+
+TEST_P(JournalReaderWindowTest, RecordsEndingAtAWindowEndOrCutAnyAmountReadWhole) {
+  // Segment 0: a record ends exactly at the first window's end (nothing carried into the next
+  // window), one starts 8 bytes before the second's end; then records of every size on.
+  constexpr uint64_t kWindow = JournalReader::kReadWindowBytes;
+  JournalBuilder b(dir_, 4 * kWindow);
+  b.start_segment();
+  fill_to(b, kSegmentHeaderSize + kWindow);
+  fill_to(b, kSegmentHeaderSize + 2 * kWindow - 8);
+  const Written& cut = b.append(frame_of_length(1, 600));
+  ASSERT_EQ(cut.offset, kSegmentHeaderSize + 2 * kWindow - 8);
+  while (b.segment_count() < 2 || b.used(1) < 3 * kWindow) b.append_many(1);
+  b.write();
+  ASSERT_TRUE(std::any_of(b.written().begin(), b.written().end(), [&](const Written& w) {
+    return w.segment == 0 && w.offset + record_size(w.frame.size()) == kSegmentHeaderSize + kWindow;
+  }));
+  auto reader = open_reader();
+  std::vector<Written> got;
+  EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd) << reader->status();
+  expect_same(b.written(), got, b.written().size());
+  EXPECT_EQ(reader->position_offset(), b.used(1));
+  EXPECT_EQ(reader->read_ahead(), GetParam());
+  // Segment 0 spans 4 windows and segment 1 3 or 4: each segment's first window is read here
+  // (then one more at the clean end, where the read-ahead thread found zeros), the rest ahead.
+  if (GetParam()) {
+    EXPECT_GE(reader->windows_read_ahead(), 5u);
+    EXPECT_LE(reader->windows_read_here(), 4u);
+  } else {
+    EXPECT_EQ(reader->windows_read_ahead(), 0u);
+    EXPECT_GE(reader->windows_read_here(), 7u);
+  }
+}
+
+TEST_P(JournalReaderWindowTest, AReaderStoppedOrMovedMidSegmentJoinsItsReadAhead) {
+  // A read-ahead is in flight whenever a window is being read: a seek, another read after it
+  // and the destruction must wait for it (ASan and TSan see it if not).
+  JournalBuilder b(dir_, kLargeSegmentSize);
+  build_large(b);
+  for (const size_t stop_after : {size_t{1}, size_t{5000}, b.written().size() / 2}) {
+    SCOPED_TRACE(stop_after);
+    auto reader = open_reader();
+    Record r;
+    for (size_t i = 0; i < stop_after; ++i) ASSERT_EQ(reader->next(&r), ReadResult::kRecord);
+    ASSERT_TRUE(reader->seek(b.written()[stop_after / 3].sequence).ok());
+    std::vector<Written> got;
+    EXPECT_EQ(read_all(*reader, &got), ReadResult::kEnd);
+    ASSERT_EQ(got.size(), b.written().size() - stop_after / 3);
+    EXPECT_EQ(got.back().frame, b.written().back().frame);
+    ASSERT_TRUE(reader->seek(b.written()[stop_after].sequence).ok());
+    ASSERT_EQ(reader->next(&r), ReadResult::kRecord);
+    EXPECT_EQ(r.sequence, b.written()[stop_after].sequence);
+    reader.reset();  // mid-segment, a read-ahead in flight
+  }
 }
 
 TEST_F(JournalReaderTest, ScanSummarisesEverySegmentAndTheWhole) {
