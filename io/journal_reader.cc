@@ -660,7 +660,6 @@ absl::StatusOr<JournalScan> scan_journal(const std::string& dir) {
   absl::StatusOr<std::unique_ptr<JournalReader>> opened = JournalReader::open(dir);
   if (!opened.ok()) return opened.status();
   JournalReader& reader = **opened;
-  reader.set_read_ahead(true);  // a front-to-back pass: the CRCs run on a second CPU
   JournalScan scan;
   size_t described = std::numeric_limits<size_t>::max();  // the segment scan.segments.back() is
   Record record;

@@ -24,7 +24,8 @@
 //    as it goes (ending mid-record is a bad record at the end: torn if last, corrupt otherwise);
 //    bytes past segment_size are not part of the segment.
 //
-// Thread safety: a JournalReader is used by one thread at a time; scan_journal is reentrant.
+// Thread safety: a JournalReader is used by one thread at a time (its read-ahead thread, when
+// on, is its own business); scan_journal is reentrant.
 // Readers of the same directory in different threads are independent.
 // The reader sees the segment files present at open(); it is not for tailing a journal that is
 // being written (a record in flight looks like a torn tail), and a segment file truncated while
@@ -81,7 +82,6 @@ struct JournalScan {
 // journal (OK). Files not ending in ".seg" are ignored.
 // Cost: one pass over the data (~memory bandwidth, the CRC is hardware), plus a check that each
 // segment's unused remainder is zero (holes are skipped via SEEK_DATA without reading them).
-// Reads with the reader's read-ahead (a second thread, where there is a second CPU).
 absl::StatusOr<JournalScan> scan_journal(const std::string& dir);
 
 // One record as read. `frame` points into the reader's buffer: valid until the reader's next
@@ -115,12 +115,15 @@ class JournalReader {
 
   // With read-ahead on, a helper thread reads the open segment's next window with pread, and
   // checks its records (length, frame length, CRC), while the caller reads the current one; the
-  // caller's fast path then checks only the sequence. A long front-to-back read (replay,
-  // recovery) on a machine with a CPU to spare gains the copy and the CRC (perf/RESULTS.md,
-  // "Replay"). Off by default; on a machine with one CPU it stays off. It takes effect at the next
-  // window; the thread starts at the first read-ahead and the destructor joins it. Windows the
-  // thread could not fill or check (a read error, a bad record, a seek) are read by the caller
-  // as without it, so what next() returns and every error and offset are the same either way.
+  // caller's fast path then checks only the sequence. This takes the copy and the CRC off the
+  // caller's thread, for a front-to-back read that does work of its own per record (replay,
+  // recovery): a gain where the two CPUs share a cache, about even where they do not, and a
+  // loss for a read that does nothing else, whose records then all cross caches
+  // (perf/RESULTS.md, "Replay"). Off by default; on a machine with one CPU it stays off. It
+  // takes effect at the next window; the thread starts at the first read-ahead and the
+  // destructor joins it. Windows the thread could not fill or check (a read error, a bad
+  // record, a seek) are read by the caller as without it, so what next() returns and every
+  // error and offset are the same either way.
   void set_read_ahead(bool on);
   bool read_ahead() const { return read_ahead_on_; }
   // Windows read by the read-ahead thread and used, and windows read here (each pread of
