@@ -297,11 +297,7 @@ bool JournalReader::fill_window() {
       return true;
     }
   }
-  std::unique_ptr<std::byte[]>& buffer = buffers_[current_buffer_];
-  if (buffer == nullptr) {
-    buffer = std::make_unique_for_overwrite<std::byte[]>(kWindowHeadroom + kReadWindowBytes);
-  }
-  std::byte* data = buffer.get() + kWindowHeadroom;
+  std::byte* data = buffer(current_buffer_) + kWindowHeadroom;
   const size_t want = static_cast<size_t>(std::min<uint64_t>(kReadWindowBytes, limit_ - pos_));
   const ssize_t got = pread_full(fd_, data, want, pos_);
   if (got < 0) {
@@ -320,6 +316,14 @@ bool JournalReader::fill_window() {
   return true;
 }
 
+std::byte* JournalReader::buffer(size_t index) {
+  std::unique_ptr<std::byte[]>& b = buffers_[index];
+  if (b == nullptr) {
+    b = std::make_unique_for_overwrite<std::byte[]>(kWindowHeadroom + kReadWindowBytes);
+  }
+  return b.get();
+}
+
 void JournalReader::cancel_read_ahead() {
   if (read_ahead_ != nullptr) (void)read_ahead_->wait();
 }
@@ -333,16 +337,12 @@ void JournalReader::start_read_ahead(uint64_t walk_from) {
       return;
     }
   }
-  std::unique_ptr<std::byte[]>& target = buffers_[current_buffer_ ^ 1];
-  if (target == nullptr) {
-    target = std::make_unique_for_overwrite<std::byte[]>(kWindowHeadroom + kReadWindowBytes);
-  }
   read_ahead_->submit(ReadAhead::Job{.fd = fd_,
                                      .source = window_data_,
                                      .source_begin = window_begin_,
                                      .source_end = window_end_,
                                      .walk_from = walk_from,
-                                     .target = target.get(),
+                                     .target = buffer(current_buffer_ ^ 1),
                                      .limit = limit_});
 }
 

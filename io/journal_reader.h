@@ -224,6 +224,8 @@ class JournalReader {
   // pos_ and more, otherwise [pos_, min(pos_ + kReadWindowBytes, limit_)) read here. Then starts
   // the read-ahead of the next window. False (state_ set) on a read error.
   bool fill_window();
+  // buffers_[index], allocated on first use.
+  std::byte* buffer(size_t index);
   // Waits for the read-ahead in flight, if any, and drops its window.
   void cancel_read_ahead();
   // Starts reading the window after this one on the read-ahead thread; `walk_from` is a record
