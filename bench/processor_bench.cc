@@ -165,7 +165,7 @@ void BM_Replay(benchmark::State& state, uint32_t shards, bool read_ahead) {
     return;
   }
   int64_t events = 0;
-  const int64_t rtt_before = bench::placement_rtt_ns();
+  const bench::PlacementProbe placement;
   for (auto _ : state) {
     auto r =
         run_replay(ReplayOptions{.journal_dir = dir, .shards = shards, .read_ahead = read_ahead});
@@ -178,8 +178,7 @@ void BM_Replay(benchmark::State& state, uint32_t shards, bool read_ahead) {
     if (r->events != kReplayEvents) state.SkipWithError("replay read too few events");
   }
   state.SetItemsProcessed(events);
-  state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before);
-  state.counters["cl_rtt_after_ns"] = static_cast<double>(bench::placement_rtt_ns());
+  placement.record(state);
 }
 
 void BM_JournalReadOnly(benchmark::State& state, bool read_ahead) {
@@ -191,7 +190,7 @@ void BM_JournalReadOnly(benchmark::State& state, bool read_ahead) {
   }
   int64_t events = 0;
   uint64_t sink = 0;
-  const int64_t rtt_before = bench::placement_rtt_ns();
+  const bench::PlacementProbe placement;
   for (auto _ : state) {
     const int64_t start = now_ns();
     auto reader = journal::JournalReader::open(dir);
@@ -207,8 +206,7 @@ void BM_JournalReadOnly(benchmark::State& state, bool read_ahead) {
   }
   benchmark::DoNotOptimize(sink);
   state.SetItemsProcessed(events);
-  state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before);
-  state.counters["cl_rtt_after_ns"] = static_cast<double>(bench::placement_rtt_ns());
+  placement.record(state);
 }
 
 void accounts3(benchmark::internal::Benchmark* b) {

@@ -117,6 +117,20 @@ inline int64_t placement_rtt_ns() {
   return rtt;
 }
 
+// placement_rtt_ns() before and after a benchmark, as its cl_rtt_before_ns / cl_rtt_after_ns
+// counters: construct before the timed loop, record() after it.
+class PlacementProbe {
+ public:
+  PlacementProbe() : before_(placement_rtt_ns()) {}
+  void record(benchmark::State& state) const {
+    state.counters["cl_rtt_before_ns"] = static_cast<double>(before_);
+    state.counters["cl_rtt_after_ns"] = static_cast<double>(placement_rtt_ns());
+  }
+
+ private:
+  int64_t before_;
+};
+
 // Pins the benchmark thread to `self_cpu` and records the run's conditions (above) against
 // `other_cpu`.
 class RunConditions {

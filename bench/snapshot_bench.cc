@@ -303,7 +303,7 @@ void BM_Recovery(benchmark::State& state) {
     if (!(*w)->close().ok()) state.SkipWithError("journal close failed");
     built = true;
   }
-  const int64_t rtt_before = bench::placement_rtt_ns();
+  const bench::PlacementProbe placement;
   for (auto _ : state) {
     const int64_t start = now_ns();
     auto r = recover(RecoveryOptions{.snapshot_dir = root + "/snapshots",
@@ -320,8 +320,7 @@ void BM_Recovery(benchmark::State& state) {
     state.counters["tail_events_per_s"] =
         static_cast<double>(r->replayed_events) / r->replay_seconds;
   }
-  state.counters["cl_rtt_before_ns"] = static_cast<double>(rtt_before);
-  state.counters["cl_rtt_after_ns"] = static_cast<double>(bench::placement_rtt_ns());
+  placement.record(state);
 }
 
 // Grouped by account count (the state is rebuilt when it changes), so no random interleaving.
