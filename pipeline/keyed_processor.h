@@ -89,6 +89,7 @@ class TimerContext {
   int64_t watermark() const noexcept { return watermark_; }
   uint64_t key() const noexcept { return key_; }
   void register_timer(int64_t time) { timers_.add(time, key_); }
+  void register_cleanup_timer(int64_t time) { timers_.add_cleanup(time, key_); }
 
   template <typename Entry, size_t kInline>
   KeyedHistory<Entry, kInline> state(HistoryState<Entry, kInline>& s) const {
@@ -126,6 +127,10 @@ class EventContext {
 
   // An event-time timer for the current key: on_timer(ctx, key, time) once maxT >= time.
   void register_timer(int64_t time) { timers_.add(time, key_); }
+  // A cleanup timer for the current key: on_timer once maxT >= time, or later, with the
+  // timers registered before it (TimerQueue::add_cleanup). Cheaper than register_timer when
+  // events arrive out of order; for state expiry, whose moment changes no answer.
+  void register_cleanup_timer(int64_t time) { timers_.add_cleanup(time, key_); }
 
   template <typename Entry, size_t kInline>
   KeyedHistory<Entry, kInline> state(HistoryState<Entry, kInline>& s) const {

@@ -103,8 +103,8 @@ void FraudProcessor::on_event(EventContext& ctx, const wire::Transaction& t) {
     }
   }
   ctx.emit(ctx.flags() != 0 ? Verdict::kFlag : Verdict::kAccept);
-  ctx.register_timer(add_saturated(add_saturated(t.event_time_ns, config_.allowed_lateness_ns),
-                                   config_.window_ns));
+  ctx.register_cleanup_timer(add_saturated(
+      add_saturated(t.event_time_ns, config_.allowed_lateness_ns), config_.window_ns));
 }
 
 void FraudProcessor::on_timer(TimerContext& ctx, uint64_t /*key*/, int64_t /*time*/) {
@@ -157,8 +157,8 @@ void RiskProcessor::on_event(EventContext& ctx, const wire::Order& o) {
   // |new_pos| <= position_limit here, so it fits; a zero position is no entry.
   positions.put(position, static_cast<int64_t>(new_pos));
   accepted.add(history, TimeEntry{o.event_time_ns});
-  ctx.register_timer(add_saturated(add_saturated(o.event_time_ns, config_.allowed_lateness_ns),
-                                   config_.rate_window_ns));
+  ctx.register_cleanup_timer(add_saturated(
+      add_saturated(o.event_time_ns, config_.allowed_lateness_ns), config_.rate_window_ns));
 }
 
 void RiskProcessor::on_timer(TimerContext& ctx, uint64_t /*key*/, int64_t /*time*/) {

@@ -6,8 +6,8 @@
 // A Shard reads every event of the journal in sequence order (the input ring is multicast),
 // keeps the event-time clock (maxT) from all of them, and evaluates only the accounts it owns
 // (shard_of(account, N) == index). State that no future non-late event can see is evicted by
-// event-time timers as maxT passes them, so state stays bounded by the window and eviction never
-// changes an answer.
+// event-time cleanup timers as maxT passes them (at most one allowed lateness late), so state
+// stays bounded by the window and eviction never changes an answer.
 //
 // All of a shard's state lives in its StateStore (pipeline/state_store.h): the fraud history,
 // the positions, the accepted-order times, both processors' timers, maxT and the last sequence,
@@ -61,7 +61,8 @@ class FraudProcessor {
   // Sizes the state for this many accounts up front (no growth while they arrive).
   void reserve(size_t accounts) {
     history_.reserve_keys(accounts);
-    timers_.reserve(accounts * 2);  // a timer an entry; ~2 entries an account in the window
+    // A cleanup timer an entry (never in the heap); ~2 entries an account in the window.
+    timers_.reserve(accounts * 2, 0);
   }
   TimerQueue& timers() { return timers_; }
   const TimerQueue& timers() const { return timers_; }
@@ -93,7 +94,7 @@ class RiskProcessor {
   void reserve(size_t accounts) {
     positions_.reserve_keys(accounts);
     accepted_.reserve_keys(accounts);
-    timers_.reserve(accounts);
+    timers_.reserve(accounts, 0);
   }
   TimerQueue& timers() { return timers_; }
   const TimerQueue& timers() const { return timers_; }

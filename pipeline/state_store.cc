@@ -351,13 +351,30 @@ void TimerQueue::grow_ring(size_t capacity) {
   meta_.mut(0).fifo_head = 0;
 }
 
-void TimerQueue::reserve(size_t timers) {
+void TimerQueue::reserve(size_t timers, size_t out_of_order) {
   if (timers > ring_.size()) grow_ring(std::bit_ceil(timers));
-  // Out-of-order timers (events late within the allowed lateness) go to the heap: a few.
-  const size_t heap_want = timers / 8;
-  if (heap_want > heap_.capacity()) heap_.reserve(heap_want, meta_[0].heap_size);
+  if (out_of_order > heap_.capacity()) heap_.reserve(out_of_order, meta_[0].heap_size);
   ring_.prefault();
   heap_.prefault();
+}
+
+void TimerQueue::push_fifo(const Timer& t) {
+  if (meta_[0].fifo_count == ring_.size()) grow_ring(2 * ring_.size());  // full
+  const Meta& m = meta_[0];
+  ring_.mut((m.fifo_head + m.fifo_count) & (ring_.size() - 1)) = t;
+  Meta& w = meta_.mut(0);
+  ++w.fifo_count;
+  w.last = t;
+}
+
+void TimerQueue::add_cleanup(int64_t time, uint64_t key) {
+  const Meta& m = meta_[0];
+  Timer t{time, key};
+  if (m.fifo_count > 0) {
+    t.time = std::max(time, ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time);
+  }
+  if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
+  push_fifo(t);
 }
 
 void TimerQueue::add(int64_t time, uint64_t key) {
@@ -366,12 +383,7 @@ void TimerQueue::add(int64_t time, uint64_t key) {
   if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
   if (m.fifo_count == 0 ||
       ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time <= time) {
-    if (m.fifo_count == ring_.size()) grow_ring(2 * ring_.size());  // full
-    const Meta& now = meta_[0];
-    ring_.mut((now.fifo_head + now.fifo_count) & (ring_.size() - 1)) = t;
-    Meta& w = meta_.mut(0);
-    ++w.fifo_count;
-    w.last = t;
+    push_fifo(t);
     return;
   }
   // Out of order: sift up in the heap.

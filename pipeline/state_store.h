@@ -20,7 +20,7 @@
 //    front are short memmoves.
 //  - TimerQueue: event-time timers as a FIFO ring (timers registered in time order, the common
 //    case: O(1)) plus a binary heap for the ones that arrive out of order; the next timer is the
-//    smaller of the two fronts.
+//    smaller of the two fronts. Cleanup timers, which may fire late, never use the heap.
 //
 // Snapshots (StateCapture): copy-on-write by chunk. begin() notes every array's current extent;
 // from then on copy_some() copies chunks into the image a bounded amount at a time, and every
@@ -921,10 +921,20 @@ class TimerQueue {
  public:
   TimerQueue(StateCapture& capture, std::string_view name);
 
+  // A timer that fires exactly when the watermark reaches `time`, in time order with the rest:
+  // O(1) if no timer in the FIFO is later, else O(log n) through the heap.
   void add(int64_t time, uint64_t key);
+  // A cleanup timer: fires once the watermark reaches `time`, or later. It joins the FIFO
+  // whatever its time, taking the time of the latest FIFO timer if that is later, so it fires
+  // with that one, and fire() sees the time it was queued with. Always O(1), and its key can be
+  // prefetched (fifo_key_ahead). For work whose moment changes no answer (evicting state no
+  // future event can see); with times of event time plus a constant, a cleanup timer fires at
+  // most as late as the event's out-of-orderness.
+  void add_cleanup(int64_t time, uint64_t key);
 
-  // Sizes the arrays for this many pending timers up front (no growth while they come).
-  void reserve(size_t timers);
+  // Sizes the arrays for this many pending timers up front, `out_of_order` of them exact timers
+  // registered out of time order (the heap), so there is no growth while they come.
+  void reserve(size_t timers, size_t out_of_order);
 
   // Pops every timer with time <= now in time order, calling fire(key, time) for each.
   template <typename F>
@@ -977,6 +987,7 @@ class TimerQueue {
   static bool less(const Timer& a, const Timer& b) noexcept {
     return a.time < b.time || (a.time == b.time && a.key < b.key);
   }
+  void push_fifo(const Timer& t);
   void pop_fifo();
   void pop_heap();
   void grow_ring(size_t capacity);

@@ -347,7 +347,7 @@ TEST(TimerQueue, ReserveKeepsAWrappedQueueInOrder) {
   q.advance(6, [&](uint64_t, int64_t t) { fired.push_back(t); });
   for (int64_t t = 13; t <= 20; ++t) q.add(t, static_cast<uint64_t>(t));  // wraps the ring
   q.add(9, 999);  // out of order: the heap
-  q.reserve(10'000);
+  q.reserve(10'000, 1'000);
   for (int64_t t = 21; t <= 5'000; ++t) q.add(t, static_cast<uint64_t>(t));
   q.advance(1'000'000, [&](uint64_t, int64_t t) { fired.push_back(t); });
   ASSERT_EQ(fired.size(), 5'001u);
@@ -386,6 +386,86 @@ TEST(TimerQueue, FiresEveryTimerOnceInTimeOrderWhetherAddedInOrderOrNot) {
       for (size_t i = 1; i < fired.size(); ++i) ASSERT_LE(fired[i - 1].first, fired[i].first);
     }
   }
+}
+
+// Cleanup timers, mixed with exact ones: each fires once, never before its time, and no later
+// than the latest time registered before it (it queues with that timer); exact timers still fire
+// exactly when the watermark reaches them; what fire() sees is in time order; and cleanup timers
+// never touch the heap.
+TEST(TimerQueue, ACleanupTimerFiresOnceNoEarlierThanItsTimeAndNoLaterThanTheLatestBeforeIt) {
+  StateStore store;
+  TimerQueue q(store.capture(), "q");
+  std::mt19937_64 rng(5);
+  struct Pending {
+    int64_t time;
+    int64_t deadline;  // must have fired once the watermark reaches this
+    bool exact;
+  };
+  std::map<uint64_t, Pending> pending;  // by key; every timer has a key of its own
+  uint64_t next_key = 1;
+  int64_t clock = 0, now = 0, latest = INT64_MIN;
+  int64_t cleanup_fired_late = 0;
+  for (int op = 0; op < 50'000; ++op) {
+    if (rng() % 3 != 0) {
+      clock += static_cast<int64_t>(rng() % 10);
+      const int64_t t = clock - static_cast<int64_t>(rng() % 4 == 0 ? rng() % 100 : 0);
+      const bool exact = rng() % 8 == 0;
+      const uint64_t key = next_key++;
+      if (exact) {
+        q.add(t, key);
+      } else {
+        q.add_cleanup(t, key);
+      }
+      pending[key] = {t, exact ? t : std::max(t, latest), exact};
+      latest = std::max(latest, t);
+    } else {
+      now += static_cast<int64_t>(rng() % 30);
+      int64_t last_seen = INT64_MIN;
+      q.advance(now, [&](uint64_t key, int64_t time) {
+        auto it = pending.find(key);
+        ASSERT_NE(it, pending.end()) << "key " << key << " fired twice or was never added";
+        ASSERT_GE(time, last_seen) << "op " << op;
+        last_seen = time;
+        ASSERT_LE(time, now);
+        ASSERT_GE(time, it->second.time) << "key " << key << " fired early";
+        if (it->second.exact) {
+          ASSERT_EQ(time, it->second.time);
+        }
+        cleanup_fired_late += !it->second.exact && time > it->second.time;
+        pending.erase(it);
+      });
+      for (const auto& [key, p] : pending) {
+        ASSERT_GT(p.deadline, now) << "key " << key << " (time " << p.time << ") has not fired";
+      }
+    }
+  }
+  EXPECT_GT(cleanup_fired_late, 0);  // the out-of-order ones queued behind later ones
+  size_t exact_pending = 0;
+  for (const auto& [key, p] : pending) exact_pending += p.exact;
+  EXPECT_LE(q.heap_size(), exact_pending);  // only exact timers go to the heap
+  EXPECT_EQ(q.size(), pending.size());
+}
+
+TEST(TimerQueue, CleanupTimersOutOfOrderStayOutOfTheHeap) {
+  StateStore store;
+  TimerQueue q(store.capture(), "q");
+  q.add_cleanup(100, 1);
+  q.add_cleanup(50, 2);  // queues behind 100, with its time
+  q.add_cleanup(100, 2);  // the same timer again: dropped
+  q.add_cleanup(120, 3);
+  EXPECT_EQ(q.heap_size(), 0u);
+  EXPECT_EQ(q.size(), 3u);
+  std::vector<std::pair<int64_t, uint64_t>> fired;
+  q.advance(99, [&](uint64_t key, int64_t time) { fired.emplace_back(time, key); });
+  EXPECT_TRUE(fired.empty());
+  q.advance(100, [&](uint64_t key, int64_t time) { fired.emplace_back(time, key); });
+  EXPECT_EQ(fired, (std::vector<std::pair<int64_t, uint64_t>>{{100, 1}, {100, 2}}));
+  // An empty FIFO clamps nothing: 10 fires at 10.
+  q.advance(200, [&](uint64_t, int64_t) {});
+  q.add_cleanup(10, 4);
+  fired.clear();
+  q.advance(10, [&](uint64_t key, int64_t time) { fired.emplace_back(time, key); });
+  EXPECT_EQ(fired, (std::vector<std::pair<int64_t, uint64_t>>{{10, 4}}));
 }
 
 // ---- Capture -----------------------------------------------------------------------------------
