@@ -599,6 +599,14 @@ class HistoryState {
  private:
   static WindowStats window(const Entry* v, size_t n, int64_t lo, int64_t hi) noexcept {
     WindowStats stats;
+    if (n <= kInline) {  // the slot's own array: test every place, no branch on the times
+      for (size_t i = 0; i < kInline; ++i) {
+        const bool in = (i < n) & (v[i].time > lo) & (v[i].time <= hi);
+        stats.count += in;
+        if constexpr (requires { v[i].amount; }) stats.sum += v[i].amount & -int64_t{in};
+      }
+      return stats;
+    }
     const Entry* first =
         std::upper_bound(v, v + n, lo, [](int64_t t, const Entry& e) { return t < e.time; });
     for (const Entry* e = first; e != v + n && e->time <= hi; ++e) {
@@ -651,10 +659,7 @@ class HistoryState {
     const auto i = static_cast<size_t>(found);
     const Slot& s = table_.at(i);
     const uint32_t n = s.count;
-    const Entry* v = entries_of(s);
-    const auto k = static_cast<uint32_t>(
-        std::upper_bound(v, v + n, cutoff, [](int64_t t, const Entry& e) { return t < e.time; }) -
-        v);
+    const auto k = static_cast<uint32_t>(count_until(entries_of(s), n, cutoff));
     if (k == 0) return;
     meta_.mut(0).entries -= k;
     const uint32_t left = n - k;
@@ -721,8 +726,22 @@ class HistoryState {
     uint32_t next_free = 0;
   };
 
+  // How many of v[0, n) (sorted by time) have time <= t. REQUIRES: n <= kInline only for a
+  // slot's inline array, which it then reads whole, without a branch on the times (the binary
+  // search's branches mispredicted on most evictions).
+  static size_t count_until(const Entry* v, size_t n, int64_t t) noexcept {
+    if (n <= kInline) {
+      size_t k = 0;
+      for (size_t i = 0; i < kInline; ++i) k += (i < n) & (v[i].time <= t);
+      return k;
+    }
+    return static_cast<size_t>(
+        std::upper_bound(v, v + n, t, [](int64_t x, const Entry& e) { return x < e.time; }) - v);
+  }
+  // Where an entry of `time` goes: after every entry of time <= time. Out-of-order entries land
+  // near the back of a run: scan back from its end.
   static size_t position(const Entry* v, size_t n, int64_t time) noexcept {
-    // Out-of-order entries land near the back: scan back from the end.
+    if (n <= kInline) return count_until(v, n, time);
     size_t at = n;
     while (at > 0 && v[at - 1].time > time) --at;
     return at;
