@@ -358,25 +358,6 @@ void TimerQueue::reserve(size_t timers, size_t out_of_order) {
   heap_.prefault();
 }
 
-void TimerQueue::push_fifo(const Timer& t) {
-  if (meta_[0].fifo_count == ring_.size()) grow_ring(2 * ring_.size());  // full
-  const Meta& m = meta_[0];
-  ring_.mut((m.fifo_head + m.fifo_count) & (ring_.size() - 1)) = t;
-  Meta& w = meta_.mut(0);
-  ++w.fifo_count;
-  w.last = t;
-}
-
-void TimerQueue::add_cleanup(int64_t time, uint64_t key) {
-  const Meta& m = meta_[0];
-  Timer t{time, key};
-  if (m.fifo_count > 0) {
-    t.time = std::max(time, ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time);
-  }
-  if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
-  push_fifo(t);
-}
-
 void TimerQueue::add(int64_t time, uint64_t key) {
   const Timer t{time, key};
   const Meta& m = meta_[0];
@@ -400,12 +381,6 @@ void TimerQueue::add(int64_t time, uint64_t key) {
   Meta& w = meta_.mut(0);
   ++w.heap_size;
   w.last = t;
-}
-
-void TimerQueue::pop_fifo() {
-  Meta& w = meta_.mut(0);
-  w.fifo_head = (w.fifo_head + 1) & (ring_.size() - 1);
-  --w.fifo_count;
 }
 
 void TimerQueue::pop_heap() {

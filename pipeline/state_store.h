@@ -949,7 +949,16 @@ class TimerQueue {
   // prefetched (fifo_key_ahead). For work whose moment changes no answer (evicting state no
   // future event can see); with times of event time plus a constant, a cleanup timer fires at
   // most as late as the event's out-of-orderness.
-  void add_cleanup(int64_t time, uint64_t key);
+  void add_cleanup(int64_t time, uint64_t key) {
+    const Meta& m = meta_[0];
+    Timer t{time, key};
+    if (m.fifo_count > 0) {
+      const int64_t back = ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time;
+      t.time = std::max(time, back);
+    }
+    if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
+    push_fifo(t);
+  }
 
   // Sizes the arrays for this many pending timers up front, `out_of_order` of them exact timers
   // registered out of time order (the heap), so there is no growth while they come.
@@ -1006,8 +1015,21 @@ class TimerQueue {
   static bool less(const Timer& a, const Timer& b) noexcept {
     return a.time < b.time || (a.time == b.time && a.key < b.key);
   }
-  void push_fifo(const Timer& t);
-  void pop_fifo();
+  void push_fifo(Timer t) {
+    if (meta_[0].fifo_count == ring_.size()) [[unlikely]] {
+      grow_ring(2 * ring_.size());
+    }
+    const Meta& m = meta_[0];
+    ring_.mut((m.fifo_head + m.fifo_count) & (ring_.size() - 1)) = t;
+    Meta& w = meta_.mut(0);
+    ++w.fifo_count;
+    w.last = t;
+  }
+  void pop_fifo() {
+    Meta& w = meta_.mut(0);
+    w.fifo_head = (w.fifo_head + 1) & (ring_.size() - 1);
+    --w.fifo_count;
+  }
   void pop_heap();
   void grow_ring(size_t capacity);
 
