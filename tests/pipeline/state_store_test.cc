@@ -450,7 +450,7 @@ TEST(TimerQueue, CleanupTimersOutOfOrderStayOutOfTheHeap) {
   StateStore store;
   TimerQueue q(store.capture(), "q");
   q.add_cleanup(100, 1);
-  q.add_cleanup(50, 2);  // queues behind 100, with its time
+  q.add_cleanup(50, 2);   // queues behind 100, with its time
   q.add_cleanup(100, 2);  // the same timer again: dropped
   q.add_cleanup(120, 3);
   EXPECT_EQ(q.heap_size(), 0u);
