@@ -361,9 +361,8 @@ void TimerQueue::reserve(size_t timers, size_t out_of_order) {
 void TimerQueue::add(int64_t time, uint64_t key) {
   const Timer t{time, key};
   const Meta& m = meta_[0];
-  if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
-  if (m.fifo_count == 0 ||
-      ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time <= time) {
+  if (repeats_last(t)) return;
+  if (m.fifo_count == 0 || fifo_back().time <= time) {
     push_fifo(t);
     return;
   }

@@ -950,13 +950,9 @@ class TimerQueue {
   // future event can see); with times of event time plus a constant, a cleanup timer fires at
   // most as late as the event's out-of-orderness.
   void add_cleanup(int64_t time, uint64_t key) {
-    const Meta& m = meta_[0];
     Timer t{time, key};
-    if (m.fifo_count > 0) {
-      const int64_t back = ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)].time;
-      t.time = std::max(time, back);
-    }
-    if (m.fifo_count + m.heap_size > 0 && m.last == t) return;
+    if (meta_[0].fifo_count > 0) t.time = std::max(time, fifo_back().time);
+    if (repeats_last(t)) return;
     push_fifo(t);
   }
 
@@ -1014,6 +1010,16 @@ class TimerQueue {
   };
   static bool less(const Timer& a, const Timer& b) noexcept {
     return a.time < b.time || (a.time == b.time && a.key < b.key);
+  }
+  // The latest timer in the FIFO. REQUIRES: the FIFO is not empty.
+  const Timer& fifo_back() const noexcept {
+    const Meta& m = meta_[0];
+    return ring_[(m.fifo_head + m.fifo_count - 1) & (ring_.size() - 1)];
+  }
+  // `t` is the timer added last and still pending (a repeat would fire with it: drop it).
+  bool repeats_last(const Timer& t) const noexcept {
+    const Meta& m = meta_[0];
+    return m.fifo_count + m.heap_size > 0 && m.last == t;
   }
   void push_fifo(Timer t) {
     if (meta_[0].fifo_count == ring_.size()) [[unlikely]] {
