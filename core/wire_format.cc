@@ -62,20 +62,6 @@ Hello decode_hello(std::span<const std::byte> frame) noexcept {
   return Hello{load<uint64_t>(p), load<uint32_t>(p + 8)};
 }
 
-Transaction decode_transaction(std::span<const std::byte> frame) noexcept {
-  const std::byte* p = payload(frame);
-  return Transaction{load<uint64_t>(p),      load<int64_t>(p + 8),   load<uint64_t>(p + 16),
-                     load<int64_t>(p + 24),  load<uint32_t>(p + 32), load<uint16_t>(p + 36),
-                     load<uint8_t>(p + 38)};
-}
-
-Order decode_order(std::span<const std::byte> frame) noexcept {
-  const std::byte* p = payload(frame);
-  return Order{load<uint64_t>(p),      load<int64_t>(p + 8),  load<uint64_t>(p + 16),
-               load<uint64_t>(p + 24), load<uint32_t>(p + 32), load<uint8_t>(p + 36),
-               load<int64_t>(p + 40),  load<int64_t>(p + 48)};
-}
-
 Watermark decode_watermark(std::span<const std::byte> frame) noexcept {
   return Watermark{load<int64_t>(payload(frame))};
 }
