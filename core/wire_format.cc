@@ -5,9 +5,6 @@
 namespace sluice::wire {
 namespace {
 
-// Payload field offsets are relative to the payload, which starts after the 4-byte header.
-const std::byte* payload(std::span<const std::byte> frame) { return frame.data() + kHeaderSize; }
-
 std::byte* begin_frame(std::span<std::byte> out, FrameType type, size_t payload_size) {
   std::fill_n(out.data(), kHeaderSize + payload_size, std::byte{0});  // reserved fields are 0
   encode_header(out.data(), FrameHeader{static_cast<uint16_t>(kHeaderSize + payload_size),

@@ -184,17 +184,22 @@ inline void encode_header(std::byte* frame, FrameHeader h) noexcept {
   store<uint8_t>(frame + 3, h.version);
 }
 
+// A frame's payload, which starts after the 4-byte header; payload field offsets count from it.
+inline const std::byte* payload(std::span<const std::byte> frame) noexcept {
+  return frame.data() + kHeaderSize;
+}
+
 // Decoders: REQUIRES frame.size() >= kHeaderSize + the type's version-1 payload.
 Hello decode_hello(std::span<const std::byte> frame) noexcept;
 // The two a shard decodes for every event are inline.
 inline Transaction decode_transaction(std::span<const std::byte> frame) noexcept {
-  const std::byte* p = frame.data() + kHeaderSize;
+  const std::byte* p = payload(frame);
   return Transaction{load<uint64_t>(p),     load<int64_t>(p + 8),   load<uint64_t>(p + 16),
                      load<int64_t>(p + 24), load<uint32_t>(p + 32), load<uint16_t>(p + 36),
                      load<uint8_t>(p + 38)};
 }
 inline Order decode_order(std::span<const std::byte> frame) noexcept {
-  const std::byte* p = frame.data() + kHeaderSize;
+  const std::byte* p = payload(frame);
   return Order{load<uint64_t>(p),      load<int64_t>(p + 8),   load<uint64_t>(p + 16),
                load<uint64_t>(p + 24), load<uint32_t>(p + 32), load<uint8_t>(p + 36),
                load<int64_t>(p + 40),  load<int64_t>(p + 48)};
