@@ -85,7 +85,7 @@ struct JournalScan {
 absl::StatusOr<JournalScan> scan_journal(const std::string& dir);
 
 // One record as read. `frame` points into the reader's buffer: valid until the reader's next
-// call of next(), seek() or its destruction.
+// call of next(), next_batch(), seek() or its destruction.
 struct Record {
   int64_t sequence = 0;
   int64_t ingest_ns = 0;
@@ -158,6 +158,17 @@ class JournalReader {
   ReadResult next(Record* out) {
     if (read_fast(out)) return ReadResult::kRecord;
     return next_slow(out);
+  }
+  // The next records, as next() would return them one by one: up to out.size() of them, fewer
+  // where the reader's window ends, 0 where next() would not return kRecord (status() and
+  // torn_tail() then say why, as after next()). All of them point into one window, so all stay
+  // valid until the next call of next(), next_batch() or seek(): a caller can look ahead over a
+  // batch (to prefetch what the records will touch) without copying them out.
+  size_t next_batch(std::span<Record> out) {
+    size_t n = 0;
+    while (n < out.size() && read_fast(&out[n])) ++n;
+    if (n == 0 && !out.empty() && next_slow(&out[0]) == ReadResult::kRecord) n = 1;
+    return n;
   }
 
   // The corruption (or I/O error) after kCorrupt; OK otherwise.

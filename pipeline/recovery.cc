@@ -106,54 +106,86 @@ struct Tail {
   bool torn_tail = false;
 };
 
-// Runs every record from the reader's position (through o.stop_after) through `shards`. Records
-// are copied into a small ring so the shards' state can be prefetched kAhead events ahead,
-// continuously (a frame points into the reader's mapping only until its next call): each record
-// read is prefetched, then the one kAhead before it is handled.
-Tail run_tail(const RecoveryOptions& o, journal::JournalReader& reader,
-              std::span<const std::unique_ptr<Shard>> shards, bool report_progress) {
-  constexpr size_t kRing = 8;  // a power of two > kAhead
+// Runs every record from the reader's position (through o.stop_after) through the shards that
+// `each_shard(f)` calls f on. Records come a batch at a time (next_batch: all of a batch stay
+// valid together), so the shards' state can be prefetched kAhead records ahead of the one
+// handled, from the record where it lies. Only the last kAhead records of a batch, still to be
+// handled when the next batch is read, are copied out (the next batch may be another window).
+template <typename EachShard>
+Tail run_records(const RecoveryOptions& o, journal::JournalReader& reader, bool report_progress,
+                 EachShard each_shard) {
   constexpr size_t kAhead = 4;
-  struct Item {
+  constexpr size_t kBatch = 64;
+  struct Held {
     int64_t sequence;
     uint64_t client_id;
     uint16_t length;
     std::array<std::byte, wire::kMaxFrameSize> frame;
   };
-  std::vector<Item> ring(kRing);
+  std::array<journal::Record, kBatch> batch;
+  std::vector<Held> held(kAhead);
+  size_t held_count = 0;
   Tail tail;
-  size_t read = 0;     // items read into the ring
-  size_t handled = 0;  // items handled
-  auto handle_one = [&] {
-    const Item& it = ring[handled++ & (kRing - 1)];
-    for (const auto& shard : shards) {
-      shard->on_event(it.sequence, it.client_id, 0, {it.frame.data(), it.length});
-    }
-    if (tail.first_sequence == 0) tail.first_sequence = it.sequence;
-    tail.last_sequence = it.sequence;
-    ++tail.events;
-    if (report_progress && o.progress && (tail.events & ((1 << 20) - 1)) == 0) {
-      o.progress(tail.events, tail.last_sequence);
-    }
+  auto handle = [&](int64_t sequence, uint64_t client_id, std::span<const std::byte> frame) {
+    each_shard([&](Shard& shard) { shard.on_event(sequence, client_id, 0, frame); });
   };
-  journal::Record rec;
-  journal::ReadResult r;
-  while ((r = reader.next(&rec)) == journal::ReadResult::kRecord) {
-    if (rec.sequence > o.stop_after) break;
-    // Prefetch from the record where it lies (the copy just made would be read back through
-    // the store buffer).
-    for (const auto& shard : shards) shard->prefetch(rec.frame);
-    if (read - handled == kAhead) handle_one();
-    Item& it = ring[read++ & (kRing - 1)];
-    it.sequence = rec.sequence;
-    it.client_id = rec.client_id;
-    it.length = static_cast<uint16_t>(rec.frame.size());
-    std::memcpy(it.frame.data(), rec.frame.data(), rec.frame.size());
+  for (;;) {
+    size_t n = reader.next_batch(batch);
+    const bool last = n == 0 || batch[n - 1].sequence >= o.stop_after;
+    if (n > 0 && batch[n - 1].sequence > o.stop_after) {
+      // Sequences are consecutive: the records through stop_after are a prefix.
+      n = batch[0].sequence > o.stop_after
+              ? 0
+              : static_cast<size_t>(o.stop_after - batch[0].sequence + 1);
+    }
+    for (size_t i = 0; i < std::min(n, kAhead); ++i) {
+      each_shard([&](Shard& shard) { shard.prefetch(batch[i].frame); });
+    }
+    for (size_t h = 0; h < held_count; ++h) {
+      const Held& it = held[h];
+      handle(it.sequence, it.client_id, {it.frame.data(), it.length});
+    }
+    held_count = 0;
+    const size_t direct = last ? n : n - std::min(n, kAhead);
+    for (size_t i = 0; i < direct; ++i) {
+      if (i + kAhead < n) {
+        each_shard([&](Shard& shard) { shard.prefetch(batch[i + kAhead].frame); });
+      }
+      handle(batch[i].sequence, batch[i].client_id, batch[i].frame);
+    }
+    for (size_t i = direct; i < n; ++i) {
+      Held& it = held[held_count++];
+      it.sequence = batch[i].sequence;
+      it.client_id = batch[i].client_id;
+      it.length = static_cast<uint16_t>(batch[i].frame.size());
+      std::memcpy(it.frame.data(), batch[i].frame.data(), batch[i].frame.size());
+    }
+    if (n > 0) {
+      const int64_t before = tail.events;
+      if (tail.first_sequence == 0) tail.first_sequence = batch[0].sequence;
+      tail.last_sequence = batch[n - 1].sequence;
+      tail.events += static_cast<int64_t>(n);
+      if (report_progress && o.progress && (before >> 20) != (tail.events >> 20)) {
+        o.progress(tail.events, tail.last_sequence);
+      }
+    }
+    if (last) break;
   }
-  while (handled < read) handle_one();
-  if (r == journal::ReadResult::kCorrupt) tail.status = reader.status();
+  if (!reader.status().ok()) tail.status = reader.status();
   tail.torn_tail = reader.torn_tail().has_value();
   return tail;
+}
+
+// run_records over `shards`; one shard (replay's usual case) without the loop.
+Tail run_tail(const RecoveryOptions& o, journal::JournalReader& reader,
+              std::span<const std::unique_ptr<Shard>> shards, bool report_progress) {
+  if (shards.size() == 1) {
+    Shard& shard = *shards[0];
+    return run_records(o, reader, report_progress, [&shard](auto&& f) { f(shard); });
+  }
+  return run_records(o, reader, report_progress, [shards](auto&& f) {
+    for (const auto& shard : shards) f(*shard);
+  });
 }
 
 // The shards split into one contiguous group per thread (as many threads as the machine has

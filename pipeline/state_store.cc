@@ -185,7 +185,7 @@ void StateCapture::begin(std::byte* image, size_t capacity) {
   cursor_ = 0;
   cursor_region_ = 0;
   complete_ = false;
-  active_ = true;
+  set_active(true);
   complete_if_done();
 }
 
@@ -268,8 +268,15 @@ void StateCapture::finish_region(uint32_t id) {
 
 void StateCapture::complete_if_done() noexcept {
   if (active_ && remaining_ == 0) {
-    active_ = false;
+    set_active(false);
     complete_ = true;
+  }
+}
+
+void StateCapture::set_active(bool on) noexcept {
+  active_ = on;
+  for (TrackedArrayBase* a : arrays_) {
+    if (a != nullptr) a->tracking_ = on;
   }
 }
 
@@ -283,7 +290,7 @@ std::pair<std::byte*, size_t> StateCapture::take() {
 
 std::byte* StateCapture::abandon() {
   std::byte* image = image_;
-  active_ = false;
+  set_active(false);
   complete_ = false;
   image_ = nullptr;
   return image;

@@ -108,6 +108,10 @@ class TrackedArrayBase {
 
  private:
   friend class StateCapture;
+  // Whether a capture is active: the capture's own flag, copied here by StateCapture so that
+  // note_write, on every write to state (about a dozen an event), tests one byte of the array it
+  // is writing instead of following the pointer to the capture first.
+  bool tracking_ = false;
   StateCapture* capture_;
   std::string name_;
   size_t element_size_;
@@ -194,6 +198,8 @@ class StateCapture {
   void before_write(uint32_t id, size_t offset, size_t n);
   void copy_chunk(size_t region, size_t global_chunk);
   void complete_if_done() noexcept;
+  // active_ = on, and every array's copy of it.
+  void set_active(bool on) noexcept;
 
   const size_t header_bytes_;
   const size_t chunk_;
@@ -234,7 +240,7 @@ class RegionReader {
 };
 
 inline void TrackedArrayBase::note_write(size_t offset, size_t n) {
-  if (capture_->active_) [[unlikely]] {
+  if (tracking_) [[unlikely]] {
     capture_->before_write(id_, offset, n);
   }
 }

@@ -507,6 +507,79 @@ TEST_P(JournalReaderWindowTest, AReaderStoppedOrMovedMidSegmentJoinsItsReadAhead
   }
 }
 
+// Reads the rest of the journal with next_batch(max) into *out, checking each batch only after
+// the whole batch is read: every record of a batch must still be readable then. Returns the
+// batch sizes.
+std::vector<size_t> read_all_batched(JournalReader& reader, size_t max, std::vector<Written>* out) {
+  std::vector<Record> batch(max);
+  std::vector<size_t> sizes;
+  for (size_t n; (n = reader.next_batch(batch)) > 0;) {
+    sizes.push_back(n);
+    for (size_t i = 0; i < n; ++i) {
+      Written w;
+      w.sequence = batch[i].sequence;
+      w.ingest_ns = batch[i].ingest_ns;
+      w.client_id = batch[i].client_id;
+      w.frame.assign(batch[i].frame.begin(), batch[i].frame.end());
+      out->push_back(std::move(w));
+    }
+  }
+  return sizes;
+}
+
+TEST_P(JournalReaderWindowTest, NextBatchReturnsWhatNextDoesWithEveryBatchValidTogether) {
+  JournalBuilder b(dir_, kLargeSegmentSize);
+  build_large(b);
+  const size_t total = b.written().size();
+  for (const size_t max : {size_t{1}, size_t{7}, size_t{64}, size_t{100000}}) {
+    SCOPED_TRACE(absl::StrCat("batches of up to ", max));
+    auto reader = open_reader();
+    std::vector<Written> got;
+    const std::vector<size_t> sizes = read_all_batched(*reader, max, &got);
+    expect_same(b.written(), got, total);
+    EXPECT_TRUE(reader->status().ok()) << reader->status();
+    EXPECT_FALSE(reader->torn_tail().has_value());
+    EXPECT_EQ(reader->position_offset(), b.used(2));
+    for (const size_t n : sizes) EXPECT_LE(n, max);
+    if (max == 100000) {
+      // A batch never crosses a window: segments of two windows and a bit, three segments.
+      EXPECT_GE(sizes.size(), 7u);
+      EXPECT_LT(*std::max_element(sizes.begin(), sizes.end()), total);
+    }
+    // Sticky at the end, like next().
+    std::vector<Record> more(4);
+    EXPECT_EQ(reader->next_batch(more), 0u);
+    Record r;
+    EXPECT_EQ(reader->next(&r), ReadResult::kEnd);
+  }
+}
+
+TEST_P(JournalReaderWindowTest, NextBatchStopsAtABadRecordAsNextDoes) {
+  JournalBuilder probe(dir_, kLargeSegmentSize);
+  append_large(probe);
+  const std::optional<size_t> straddler =
+      straddling(probe, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
+  ASSERT_TRUE(straddler.has_value());
+  for (const size_t bad_index : {size_t{0}, size_t{63}, *straddler, *straddler + 1}) {
+    std::filesystem::remove_all(dir_);
+    JournalBuilder b(dir_, kLargeSegmentSize);
+    build_large(b);
+    const Written& bad = b.written()[bad_index];
+    const std::string& path = b.paths()[0];
+    flip_byte(path, bad.offset + kRecordHeaderSize + bad.frame.size() - 1);
+    SCOPED_TRACE(absl::StrCat("record ", bad_index, " at offset ", bad.offset));
+    auto reader = open_reader();
+    std::vector<Written> got;
+    read_all_batched(*reader, 64, &got);
+    expect_same(b.written(), got, bad_index);
+    EXPECT_EQ(reader->position_offset(), bad.offset);
+    EXPECT_THAT(std::string(reader->status().message()),
+                StartsWith(absl::StrCat(path, " offset ", bad.offset, ": CRC mismatch")));
+    std::vector<Record> more(4);
+    EXPECT_EQ(reader->next_batch(more), 0u);
+  }
+}
+
 TEST_F(JournalReaderTest, ScanSummarisesEverySegmentAndTheWhole) {
   JournalBuilder b(dir_, kSegmentSize);
   b.append_many(300);

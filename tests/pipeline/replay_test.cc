@@ -162,6 +162,37 @@ TEST_F(ReplayTest, ParallelShardsReportTheSameRangeAsOneShard) {
   }
 }
 
+// Replay reads the journal a batch at a time and hands the last few records of each batch on
+// to the next: --to anywhere, at batch and read-window edges included, must stop exactly there
+// with every decision through it, the same as the live path's.
+TEST_F(ReplayTest, ToAnywhereStopsExactlyThereWithTheLiveDecisions) {
+  const auto frames = write_journal(30'000, 29);  // a 1 MiB segment is ~12k records: 3 segments
+  CollectingSink live;
+  Shard shard(ProcessorConfig{}, 0, 1, live);
+  std::vector<DecisionDigest> through(frames.size() + 1);  // digest of the decisions through seq
+  std::vector<int64_t> decisions(frames.size() + 1);
+  for (size_t i = 0; i < frames.size(); ++i) {
+    shard.on_event(static_cast<int64_t>(i + 1), 5, 0, frames[i]);
+    through[i + 1] = live.digest;
+    decisions[i + 1] = static_cast<int64_t>(live.decisions.size());
+  }
+  std::vector<int64_t> tos = {1, 2, 3, 4, 5, 6, 63, 64, 65, 67, 68, 69, 127, 128, 129, 132, 133};
+  std::mt19937_64 rng(31);
+  for (int i = 0; i < 12; ++i) tos.push_back(1 + static_cast<int64_t>(rng() % frames.size()));
+  tos.push_back(static_cast<int64_t>(frames.size()) - 1);
+  tos.push_back(static_cast<int64_t>(frames.size()));
+  for (const int64_t to : tos) {
+    SCOPED_TRACE(testing::Message() << "to " << to);
+    auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .to = to, .shards = 1});
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->events, to);
+    EXPECT_EQ(r->first_sequence, 1);
+    EXPECT_EQ(r->last_sequence, to);
+    EXPECT_EQ(r->decisions, decisions[static_cast<size_t>(to)]);
+    EXPECT_EQ(r->digest.hex(), through[static_cast<size_t>(to)].hex());
+  }
+}
+
 TEST_F(ReplayTest, DecisionsFileHasSpecColumnsOneLineADecisionInSequenceOrder) {
   const auto frames = write_journal(2'000, 11);
   const std::string out = dir_ + "/decisions.csv";
