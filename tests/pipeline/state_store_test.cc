@@ -120,7 +120,7 @@ template <typename Slot>
 void check_far_key_moves_back_across_a_cluster_that_cannot_move() {
   StateStore store;
   FlatTable<Slot> table(store.capture(), "t");
-  table.reserve(600);
+  table.reserve(500);
   ASSERT_EQ(table.capacity(), 1024u);
   const uint64_t first = uint64_t{0} << 16 | 1;  // home 0, slot 0
   table.insert(first);
@@ -161,6 +161,30 @@ TEST(FlatTable, ReserveSizesTheTableSoTheKeysFitWithoutGrowing) {
   EXPECT_EQ(table.size(), 10'000u);
   table.reserve(100);  // never shrinks
   EXPECT_EQ(table.capacity(), reserved);
+}
+
+// A table grows at 1/2 load while the doubled table stays within kSmallTableBytes, at 3/4 after.
+TEST(FlatTable, SmallTablesGrowAtHalfLoadLargeOnesAtThreeQuarters) {
+  static_assert(sizeof(KvSlot) == 16);
+  static_assert(FlatTable<KvSlot>::kSmallTableBytes == size_t{4} << 20);
+  StateStore store;
+  FlatTable<KvSlot> table(store.capture(), "t");
+  for (uint64_t k = 1; k <= 512; ++k) table.insert(k);
+  EXPECT_EQ(table.capacity(), 1024u);  // exactly half full
+  table.insert(513);
+  EXPECT_EQ(table.capacity(), 2048u);  // at 3/4 it would still be 1024
+  // 2^17 slots of 16 bytes double to 4 MiB: still at 1/2. 2^18 double to 8 MiB: at 3/4.
+  FlatTable<KvSlot> large(store.capture(), "large");
+  large.reserve(65'536);
+  EXPECT_EQ(large.capacity(), size_t{1} << 17);
+  large.reserve(65'537);
+  EXPECT_EQ(large.capacity(), size_t{1} << 18);
+  large.reserve(196'608);  // 3/4 of 2^18
+  EXPECT_EQ(large.capacity(), size_t{1} << 18);
+  for (uint64_t k = 1; k <= 196'608; ++k) large.insert(k);
+  EXPECT_EQ(large.capacity(), size_t{1} << 18);
+  large.insert(196'609);
+  EXPECT_EQ(large.capacity(), size_t{1} << 19);
 }
 
 TEST(FlatTable, EraseLeavesNoTombstonesSoAnEmptiedTableIsAllZero) {
@@ -386,6 +410,32 @@ TEST(TimerQueue, FiresEveryTimerOnceInTimeOrderWhetherAddedInOrderOrNot) {
       for (size_t i = 1; i < fired.size(); ++i) ASSERT_LE(fired[i - 1].first, fired[i].first);
     }
   }
+}
+
+// A timer that fire() registers is part of the same advance if it is due: in time order, from
+// the heap as well as the FIFO (advance runs on the FIFO alone only while the heap is empty).
+TEST(TimerQueue, TimersAddedWhileFiringFireInTheSameAdvanceInTimeOrder) {
+  StateStore store;
+  TimerQueue q(store.capture(), "q");
+  q.add(10, 1);
+  q.add(20, 2);
+  q.add(30, 3);
+  std::vector<std::pair<int64_t, uint64_t>> fired;
+  q.advance(25, [&](uint64_t key, int64_t time) {
+    fired.emplace_back(time, key);
+    if (key == 1) {
+      q.add(15, 4);  // before the FIFO's back (30): into the heap, due now
+      q.add(26, 5);  // due later
+    }
+    if (key == 4) q.add(12, 6);  // already past: fires next
+  });
+  const std::vector<std::pair<int64_t, uint64_t>> want = {{10, 1}, {15, 4}, {12, 6}, {20, 2}};
+  EXPECT_EQ(fired, want);
+  EXPECT_EQ(q.size(), 2u);
+  fired.clear();
+  q.advance(30, [&](uint64_t key, int64_t time) { fired.emplace_back(time, key); });
+  const std::vector<std::pair<int64_t, uint64_t>> rest = {{26, 5}, {30, 3}};
+  EXPECT_EQ(fired, rest);
 }
 
 // Cleanup timers, mixed with exact ones: each fires once, never before its time, and no later
