@@ -389,6 +389,26 @@ TEST_P(JournalReaderWindowTest, SegmentsLongerThanTheReadWindowReadWhole) {
   EXPECT_EQ(scan->segments[0].data_end, b.used(0));
 }
 
+// Reads the rest of the journal with next_batch(max) into *out, checking each batch only after
+// the whole batch is read: every record of a batch must still be readable then. Returns the
+// batch sizes.
+std::vector<size_t> read_all_batched(JournalReader& reader, size_t max, std::vector<Written>* out) {
+  std::vector<Record> batch(max);
+  std::vector<size_t> sizes;
+  for (size_t n; (n = reader.next_batch(batch)) > 0;) {
+    sizes.push_back(n);
+    for (size_t i = 0; i < n; ++i) {
+      Written w;
+      w.sequence = batch[i].sequence;
+      w.ingest_ns = batch[i].ingest_ns;
+      w.client_id = batch[i].client_id;
+      w.frame.assign(batch[i].frame.begin(), batch[i].frame.end());
+      out->push_back(std::move(w));
+    }
+  }
+  return sizes;
+}
+
 TEST_P(JournalReaderWindowTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderThere) {
   JournalBuilder probe(dir_, kLargeSegmentSize);
   append_large(probe);
@@ -398,9 +418,11 @@ TEST_P(JournalReaderWindowTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderTh
   const size_t first = *straddler;
   size_t last = 0;  // of the first segment
   while (probe.written()[last + 1].segment == 0) ++last;
-  // The straddling record, its neighbours, one well inside the second window, and the last one
-  // of the segment (in its last window).
-  for (const size_t bad_index : {first - 1, first, first + 1, first + 700, last}) {
+  // The first record, the last of a first batch of 64, the straddling record, its neighbours,
+  // one well inside the second window, and the last one of the segment (in its last window).
+  // Read with next() and with next_batch(): both stop there.
+  for (const size_t bad_index :
+       {size_t{0}, size_t{63}, first - 1, first, first + 1, first + 700, last}) {
     std::filesystem::remove_all(dir_);
     JournalBuilder b(dir_, kLargeSegmentSize);
     build_large(b);
@@ -408,14 +430,23 @@ TEST_P(JournalReaderWindowTest, ABadRecordAtOrPastAReadWindowEndStopsTheReaderTh
     ASSERT_EQ(bad.segment, 0u);
     const std::string& path = b.paths()[0];
     flip_byte(path, bad.offset + kRecordHeaderSize + bad.frame.size() - 1);
-    SCOPED_TRACE(absl::StrCat("record ", bad_index, " at offset ", bad.offset));
-    auto reader = open_reader();
-    std::vector<Written> got;
-    ASSERT_EQ(read_all(*reader, &got), ReadResult::kCorrupt) << reader->status();
-    expect_same(b.written(), got, bad_index);
-    EXPECT_EQ(reader->position_offset(), bad.offset);
-    EXPECT_THAT(std::string(reader->status().message()),
-                StartsWith(absl::StrCat(path, " offset ", bad.offset, ": CRC mismatch")));
+    for (const bool batched : {false, true}) {
+      SCOPED_TRACE(absl::StrCat("record ", bad_index, " at offset ", bad.offset,
+                                batched ? ", next_batch" : ", next"));
+      auto reader = open_reader();
+      std::vector<Written> got;
+      if (batched) {
+        read_all_batched(*reader, 64, &got);
+        std::vector<Record> more(4);
+        EXPECT_EQ(reader->next_batch(more), 0u);  // sticky, like next()
+      } else {
+        ASSERT_EQ(read_all(*reader, &got), ReadResult::kCorrupt) << reader->status();
+      }
+      expect_same(b.written(), got, bad_index);
+      EXPECT_EQ(reader->position_offset(), bad.offset);
+      EXPECT_THAT(std::string(reader->status().message()),
+                  StartsWith(absl::StrCat(path, " offset ", bad.offset, ": CRC mismatch")));
+    }
   }
 }
 
@@ -507,26 +538,6 @@ TEST_P(JournalReaderWindowTest, AReaderStoppedOrMovedMidSegmentJoinsItsReadAhead
   }
 }
 
-// Reads the rest of the journal with next_batch(max) into *out, checking each batch only after
-// the whole batch is read: every record of a batch must still be readable then. Returns the
-// batch sizes.
-std::vector<size_t> read_all_batched(JournalReader& reader, size_t max, std::vector<Written>* out) {
-  std::vector<Record> batch(max);
-  std::vector<size_t> sizes;
-  for (size_t n; (n = reader.next_batch(batch)) > 0;) {
-    sizes.push_back(n);
-    for (size_t i = 0; i < n; ++i) {
-      Written w;
-      w.sequence = batch[i].sequence;
-      w.ingest_ns = batch[i].ingest_ns;
-      w.client_id = batch[i].client_id;
-      w.frame.assign(batch[i].frame.begin(), batch[i].frame.end());
-      out->push_back(std::move(w));
-    }
-  }
-  return sizes;
-}
-
 TEST_P(JournalReaderWindowTest, NextBatchReturnsWhatNextDoesWithEveryBatchValidTogether) {
   JournalBuilder b(dir_, kLargeSegmentSize);
   build_large(b);
@@ -551,32 +562,6 @@ TEST_P(JournalReaderWindowTest, NextBatchReturnsWhatNextDoesWithEveryBatchValidT
     EXPECT_EQ(reader->next_batch(more), 0u);
     Record r;
     EXPECT_EQ(reader->next(&r), ReadResult::kEnd);
-  }
-}
-
-TEST_P(JournalReaderWindowTest, NextBatchStopsAtABadRecordAsNextDoes) {
-  JournalBuilder probe(dir_, kLargeSegmentSize);
-  append_large(probe);
-  const std::optional<size_t> straddler =
-      straddling(probe, kSegmentHeaderSize + JournalReader::kReadWindowBytes);
-  ASSERT_TRUE(straddler.has_value());
-  for (const size_t bad_index : {size_t{0}, size_t{63}, *straddler, *straddler + 1}) {
-    std::filesystem::remove_all(dir_);
-    JournalBuilder b(dir_, kLargeSegmentSize);
-    build_large(b);
-    const Written& bad = b.written()[bad_index];
-    const std::string& path = b.paths()[0];
-    flip_byte(path, bad.offset + kRecordHeaderSize + bad.frame.size() - 1);
-    SCOPED_TRACE(absl::StrCat("record ", bad_index, " at offset ", bad.offset));
-    auto reader = open_reader();
-    std::vector<Written> got;
-    read_all_batched(*reader, 64, &got);
-    expect_same(b.written(), got, bad_index);
-    EXPECT_EQ(reader->position_offset(), bad.offset);
-    EXPECT_THAT(std::string(reader->status().message()),
-                StartsWith(absl::StrCat(path, " offset ", bad.offset, ": CRC mismatch")));
-    std::vector<Record> more(4);
-    EXPECT_EQ(reader->next_batch(more), 0u);
   }
 }
 
