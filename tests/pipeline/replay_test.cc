@@ -14,8 +14,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/wire_format.h"
 #include "gtest/gtest.h"
+#include "io/journal_reader.h"
 #include "io/journal_writer.h"
 #include "io/snapshot_format.h"
 #include "io/snapshot_writer.h"
@@ -277,6 +279,39 @@ TEST_F(ReplayTest, ACorruptJournalIsAnErrorNamingTheSegmentAndOffset) {
     EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
     EXPECT_NE(r.status().message().find(journal::segment_file_name(1)), std::string::npos);
     EXPECT_NE(r.status().message().find("offset 64"), std::string::npos) << r.status();
+  }
+}
+
+// A replay that stops at --to N reads nothing it needs past N: a bad record after N does not fail
+// it, and one at N does, naming where.
+TEST_F(ReplayTest, ABadRecordPastToDoesNotFailTheReplayThatStopsBeforeIt) {
+  write_journal(500, 37);
+  const std::string seg = journal_dir() + "/" + journal::segment_file_name(1);
+  uint64_t offset = 0;  // of record 300
+  {
+    auto reader = journal::JournalReader::open(journal_dir());
+    ASSERT_TRUE(reader.ok()) << reader.status();
+    journal::Record r;
+    for (int i = 0; i < 299; ++i) ASSERT_EQ((*reader)->next(&r), journal::ReadResult::kRecord);
+    ASSERT_EQ(r.sequence, 299);
+    offset = (*reader)->position_offset();
+  }
+  const int fd = ::open(seg.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  const char junk = 0x5a;
+  ASSERT_EQ(pwrite(fd, &junk, 1, static_cast<off_t>(offset + journal::kRecordHeaderSize + 6)), 1);
+  ::close(fd);
+  for (const int64_t to : {1, 64, 298, 299}) {
+    auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .to = to, .shards = 1});
+    ASSERT_TRUE(r.ok()) << "to " << to << ": " << r.status();
+    EXPECT_EQ(r->last_sequence, to);
+  }
+  for (const int64_t to : {int64_t{300}, int64_t{301}, INT64_MAX}) {
+    auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .to = to, .shards = 1});
+    ASSERT_FALSE(r.ok()) << "to " << to;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(r.status().message().find(absl::StrCat("offset ", offset)), std::string::npos)
+        << r.status();
   }
 }
 
