@@ -265,14 +265,20 @@ TEST_F(ReplayTest, FromAndToReportOnlyTheRangeButBuildStateFromTheStart) {
   EXPECT_EQ(static_cast<int64_t>(read_lines(b, 0, INT64_MAX).size()), part->decisions);
 }
 
+// Overwrites one byte of `path` at `offset` with a value no test frame holds there.
+void write_junk_byte(const std::string& path, uint64_t offset) {
+  const int fd = ::open(path.c_str(), O_RDWR);
+  ASSERT_GE(fd, 0) << path;
+  const char junk = 0x5a;
+  ASSERT_EQ(pwrite(fd, &junk, 1, static_cast<off_t>(offset)), 1);
+  ::close(fd);
+}
+
 TEST_F(ReplayTest, ACorruptJournalIsAnErrorNamingTheSegmentAndOffset) {
   write_journal(500, 17);
   const std::string seg = journal_dir() + "/" + journal::segment_file_name(1);
-  const int fd = ::open(seg.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  const char junk = 0x5a;
-  ASSERT_EQ(pwrite(fd, &junk, 1, 64 + 45), 1);  // inside the first record's frame
-  ::close(fd);
+  // Inside the first record's frame.
+  write_junk_byte(seg, 64 + 45);
   for (uint32_t shards : {1u, 2u}) {  // on the calling thread, and in parallel
     auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .shards = shards});
     ASSERT_FALSE(r.ok()) << shards;
@@ -296,11 +302,7 @@ TEST_F(ReplayTest, ABadRecordPastToDoesNotFailTheReplayThatStopsBeforeIt) {
     ASSERT_EQ(r.sequence, 299);
     offset = (*reader)->position_offset();
   }
-  const int fd = ::open(seg.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0);
-  const char junk = 0x5a;
-  ASSERT_EQ(pwrite(fd, &junk, 1, static_cast<off_t>(offset + journal::kRecordHeaderSize + 6)), 1);
-  ::close(fd);
+  write_junk_byte(seg, offset + journal::kRecordHeaderSize + 6);  // inside record 300's frame
   for (const int64_t to : {1, 64, 298, 299}) {
     auto r = run_replay(ReplayOptions{.journal_dir = journal_dir(), .to = to, .shards = 1});
     ASSERT_TRUE(r.ok()) << "to " << to << ": " << r.status();
