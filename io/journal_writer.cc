@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -32,9 +34,10 @@ absl::Status sync_fd(int fd, std::string_view path) {
   return absl::OkStatus();
 }
 
-// Writes all of data at offset, looping over short writes.
+// Writes all of data at offset, looping over short writes; *written (if given) counts the bytes
+// written, also when it fails part way.
 absl::Status pwrite_all(int fd, const std::byte* data, size_t size, uint64_t offset,
-                        std::string_view path) {
+                        std::string_view path, size_t* written = nullptr) {
   while (size > 0) {
     const ssize_t n = pwrite(fd, data, size, static_cast<off_t>(offset));
     if (n < 0) {
@@ -44,8 +47,20 @@ absl::Status pwrite_all(int fd, const std::byte* data, size_t size, uint64_t off
     data += n;
     size -= static_cast<size_t>(n);
     offset += static_cast<uint64_t>(n);
+    if (written != nullptr) *written += static_cast<size_t>(n);
   }
   return absl::OkStatus();
+}
+
+// Overwrites [offset, offset + size) with zeros and fdatasyncs it.
+absl::Status erase_range(int fd, uint64_t offset, size_t size, std::string_view path) {
+  static constexpr std::array<std::byte, 64 * 1024> kZeros{};
+  for (size_t done = 0; done < size;) {
+    const size_t n = std::min(kZeros.size(), size - done);
+    if (absl::Status s = pwrite_all(fd, kZeros.data(), n, offset + done, path); !s.ok()) return s;
+    done += n;
+  }
+  return sync_fd(fd, path);
 }
 
 }  // namespace
@@ -362,6 +377,25 @@ void JournalWriter::fail(absl::Status status) {
   }
 }
 
+void JournalWriter::fail_batch(absl::Status status) {
+  const Batch& b = in_flight_;
+  if (options_.durability == Durability::kSync && b.written > 0) {
+    // The batch starts right after the last durable record: batches are written one at a time
+    // and, with sync, each is durable before the next starts.
+    const std::string what = absl::StrCat("sequences ", durable_.get() + 1, "..", b.last_sequence,
+                                          ", ", b.written, " bytes at offset ", b.offset);
+    const absl::Status erased = erase_range(fd_, b.offset, b.written, segment_path_);
+    status = absl::Status(
+        status.code(),
+        erased.ok()
+            ? absl::StrCat(status.message(), "; the unanswered batch (", what, ") was erased")
+            : absl::StrCat(status.message(), "; erasing the unanswered batch (", what,
+                           ") failed too (", erased.message(),
+                           "): a restart may find those events journaled though never answered"));
+  }
+  fail(std::move(status));
+}
+
 AppendResult JournalWriter::append_slow(const RecordMeta& meta,
                                         std::span<const std::byte> frame) noexcept {
   if (failed()) return AppendResult::kFailed;
@@ -495,7 +529,7 @@ void JournalWriter::handle_cqe(const io_uring_cqe& cqe) {
 void JournalWriter::finish_in_flight() {
   Batch& b = in_flight_;
   if (b.write_error != 0) {
-    fail(io_error_at(b.write_error, "write", segment_path_, b.offset + b.written));
+    fail_batch(io_error_at(b.write_error, "write", segment_path_, b.offset + b.written));
     return;
   }
   if (b.written < b.size) {
@@ -506,7 +540,7 @@ void JournalWriter::finish_in_flight() {
   written_.set(b.last_sequence);
   if (options_.durability != Durability::kNone) {
     if (b.sync_error != 0) {
-      fail(io_error(b.sync_error, "fdatasync", segment_path_));
+      fail_batch(io_error(b.sync_error, "fdatasync", segment_path_));
       return;
     }
     if (!b.synced) {  // its linked sync was cancelled by an earlier short write
@@ -520,15 +554,15 @@ void JournalWriter::finish_in_flight() {
 
 void JournalWriter::write_fallback() {
   Batch& b = in_flight_;
-  absl::Status s = pwrite_all(fd_, b.data, b.size, b.offset, segment_path_);
+  absl::Status s = pwrite_all(fd_, b.data, b.size, b.offset, segment_path_, &b.written);
   if (!s.ok()) {
-    fail(std::move(s));
+    fail_batch(std::move(s));
     return;
   }
   written_.set(b.last_sequence);
   if (options_.durability != Durability::kNone) {
     if (s = sync_fd(fd_, segment_path_); !s.ok()) {
-      fail(std::move(s));
+      fail_batch(std::move(s));
       return;
     }
     durable_.set(b.last_sequence);

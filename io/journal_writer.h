@@ -14,7 +14,11 @@
 // Faults are loud: a failed write, fdatasync or segment roll (EIO, ENOSPC, EFBIG...) stops the
 // writer; status() names the file, the operation and the offset; written() and durable() stop
 // where the disk stopped; append() returns kFailed from then on, so the caller refuses input
-// instead of losing it.
+// instead of losing it. With sync durability, what a failed batch left in the file (a write
+// that stopped part way, or all of it when its fdatasync failed) is overwritten with zeros and
+// fdatasync'ed: nothing of that batch was answered, so a restart must not find it journaled
+// (deduplication would then swallow the client's resend of an event it never got an answer
+// for). status() says whether that erasure worked.
 //
 // Thread safety: one thread at a time calls append, poll, flush and close; it may change
 // hands (opened on the main thread, driven by the journal agent's, closed on the main thread
@@ -167,6 +171,9 @@ class JournalWriter {
   absl::Status open_segment(uint64_t first_sequence);
   absl::Status roll();
   void fail(absl::Status status);
+  // fail() for the batch in flight, once none of its operations is pending; with sync
+  // durability, first erases what of it reached the file.
+  void fail_batch(absl::Status status);
   AppendResult append_slow(const RecordMeta& meta, std::span<const std::byte> frame) noexcept;
   // Encodes the record into the open batch. REQUIRES: it fits, and the checks passed.
   void add_record(const RecordMeta& meta, std::span<const std::byte> frame, size_t size) noexcept {

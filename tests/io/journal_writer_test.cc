@@ -9,10 +9,13 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "core/wire_format.h"
 #include "gtest/gtest.h"
 #include "io/journal_reader.h"
@@ -246,28 +249,32 @@ TEST_P(JournalWriterTest, AFullBatchPushesBackUntilPolled) {
   expect_journal_holds(dir_.path(), s);
 }
 
-// A real EFBIG: the file-size limit is lowered below the segment after it was preallocated, so
-// the write itself fails. SIGXFSZ would kill the process; it is ignored for the test.
+// A real EFBIG: the file-size limit is lowered below a 1 MiB segment after it was preallocated,
+// so the write itself fails. Appends 1..100 before the limit, then appends until the writer
+// fails; returns the first sequence not appended and what flush() said. SIGXFSZ would kill the
+// process; it is ignored meanwhile.
+int64_t fail_with_efbig(JournalWriter& w, absl::Status* flushed) {
+  append_range(w, 1, 100);
+  EXPECT_TRUE(w.flush().ok());
+  int64_t s = 101;
+  FileSizeLimit limit(64 * 1024);
+  AppendResult r = AppendResult::kOk;
+  for (; s < 20000; ++s) {
+    while ((r = w.append(meta_for(s), frame_for(s))) == AppendResult::kFull) w.poll();
+    if (r != AppendResult::kOk) break;
+    w.poll();
+  }
+  *flushed = w.flush();
+  return s;
+}
+
 TEST_P(JournalWriterTest, AWriteErrorStopsTheWriterAndNamesFileAndOffset) {
   WriterOptions o = options();
   o.segment_size = 1 << 20;
   auto w = JournalWriter::open(o);
   ASSERT_TRUE(w.ok());
-  append_range(**w, 1, 100);
-  ASSERT_TRUE((*w)->flush().ok());
-
-  int64_t s = 101;
   absl::Status flushed;
-  {
-    FileSizeLimit limit(64 * 1024);
-    AppendResult r = AppendResult::kOk;
-    for (; s < 20000; ++s) {
-      while ((r = (*w)->append(meta_for(s), frame_for(s))) == AppendResult::kFull) (*w)->poll();
-      if (r != AppendResult::kOk) break;
-      (*w)->poll();
-    }
-    flushed = (*w)->flush();
-  }
+  const int64_t s = fail_with_efbig(**w, &flushed);
 
   EXPECT_FALSE(flushed.ok());
   EXPECT_TRUE((*w)->failed());
@@ -283,6 +290,36 @@ TEST_P(JournalWriterTest, AWriteErrorStopsTheWriterAndNamesFileAndOffset) {
   auto scan = scan_journal(dir_.path());
   ASSERT_TRUE(scan.ok()) << scan.status();
   EXPECT_GE(scan->last_sequence, durable);
+}
+
+// With sync durability nothing of the failed batch was answered: the part of it the kernel
+// took before the limit (the write stops at 64 KiB) is erased, so the journal ends exactly at
+// the last durable record and a restart does not find unanswered events in it.
+TEST_P(JournalWriterTest, WithSyncAFailedBatchIsErasedFromTheFile) {
+  WriterOptions o = options(Durability::kSync);
+  o.segment_size = 1 << 20;
+  auto w = JournalWriter::open(o);
+  ASSERT_TRUE(w.ok());
+  absl::Status flushed;
+  fail_with_efbig(**w, &flushed);
+
+  EXPECT_FALSE(flushed.ok());
+  const std::string message((*w)->status().message());
+  EXPECT_NE(message.find("too large"), std::string::npos) << message;
+  const int64_t durable = (*w)->durable().get();
+  EXPECT_NE(message.find(absl::StrCat("sequences ", durable + 1, "..")), std::string::npos)
+      << message;
+  EXPECT_NE(message.find("was erased"), std::string::npos) << message;
+  auto scan = scan_journal(dir_.path());
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(scan->last_sequence, durable);
+  EXPECT_FALSE(scan->torn_tail.has_value()) << scan->torn_tail->reason;
+  // From the last durable record to the limit, where the kernel stopped the write: zeros.
+  std::ifstream in(scan->segments.back().path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GE(bytes.size(), 64u * 1024);
+  const size_t end = static_cast<size_t>(scan->segments.back().data_end);
+  EXPECT_EQ(bytes.find_first_not_of('\0', end), std::string::npos);
 }
 
 INSTANTIATE_TEST_SUITE_P(Paths, JournalWriterTest, ::testing::Values(true, false),
