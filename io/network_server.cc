@@ -290,6 +290,7 @@ class NetworkServer::Impl {
   absl::Status init();
   absl::Status start();
   int poll();
+  int send_outputs();
   void wait(int64_t timeout_ns);
   void wake() noexcept;
   void request(uint32_t bits) noexcept {
@@ -386,6 +387,7 @@ class NetworkServer::Impl {
   void mark_ready(Connection& c);
   void mark_recv_check(Connection& c);
   int process_outputs();
+  void submit_pass();
   void route(const OutputEvent& e, int64_t now_ns);
   void flush_sends();
   void set_subscribed(Connection& c, bool on);
@@ -707,6 +709,21 @@ int NetworkServer::Impl::poll() {
   arm_wake();
   if (applied_ & kControlStop) update_drained();
 
+  submit_pass();
+  return work;
+}
+
+int NetworkServer::Impl::send_outputs() {
+  pass_ticks_ = 0;
+  pass_now_ns_ = 0;
+  pass_realtime_ns_ = 0;
+  const int work = process_outputs();
+  flush_sends();
+  submit_pass();
+  return work;
+}
+
+void NetworkServer::Impl::submit_pass() {
   // One system call submits what the pass queued and collects the completions it caused (a
   // send that went out at once), so the next pass finds them without entering.
   if (uring_->sq_pending() > 0) {
@@ -715,7 +732,6 @@ int NetworkServer::Impl::poll() {
       fail(io_error(rc, "io_uring_submit", "(network)"));
     }
   }
-  return work;
 }
 
 void NetworkServer::Impl::handle_cqe(const io_uring_cqe& cqe) {
@@ -1875,6 +1891,7 @@ absl::StatusOr<std::unique_ptr<NetworkServer>> NetworkServer::create(
 
 absl::Status NetworkServer::start() { return impl_->start(); }
 int NetworkServer::poll() { return impl_->poll(); }
+int NetworkServer::send_outputs() { return impl_->send_outputs(); }
 void NetworkServer::wait(int64_t timeout_ns) { impl_->wait(timeout_ns); }
 void NetworkServer::wake() noexcept { impl_->wake(); }
 void NetworkServer::request_snapshot() noexcept { impl_->request(kControlSnapshot); }

@@ -138,6 +138,9 @@ class NetworkServer {
   // Returns the work done (0: idle). A failure that stops the server (the ring refused
   // requests) is reported by status() and ends input; poll keeps draining output.
   int poll();
+  // The output half of poll(): the output rings into sends, submitted. For a thread that runs
+  // the shards between its passes, so their answers leave in the pass that decided them.
+  int send_outputs();
 
   // Parks the calling (agent) thread until network activity, wake(), or timeout_ns; returns at
   // once when work is already waiting. Call it when poll() found nothing to do.

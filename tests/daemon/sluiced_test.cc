@@ -173,9 +173,19 @@ TEST_F(SluicedTest, BinaryDecisionsMatchAReplayOfTheJournal) {
   check_decisions_against_replay({"--config", config_, "--shards", "3"});
 }
 
-// The same with everything on one thread (engine.shard_threads = 0).
+// The same with everything on one thread (engine.shard_threads = 0). The thread's pass differs
+// by durability: with none the shards decide (and the answers go out) before the journal
+// writes; with batch (the default) and sync after the journal.
 TEST_F(SluicedTest, OneThreadDeploymentDecidesTheSame) {
   check_decisions_against_replay({"--config", config_, "--shards", "2", "--shard-threads", "0"});
+}
+TEST_F(SluicedTest, OneThreadDeploymentWithDurabilityNoneDecidesTheSame) {
+  check_decisions_against_replay(
+      {"--config", config_, "--shards", "2", "--shard-threads", "0", "--durability", "none"});
+}
+TEST_F(SluicedTest, OneThreadDeploymentWithDurabilitySyncDecidesTheSame) {
+  check_decisions_against_replay(
+      {"--config", config_, "--shards", "2", "--shard-threads", "0", "--durability", "sync"});
 }
 
 void SluicedTest::check_decisions_against_replay(const std::vector<std::string>& args) {
