@@ -7,7 +7,9 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -19,6 +21,14 @@ inline constexpr int64_t kStressScale = 10;
 #else
 inline constexpr int64_t kStressScale = 1;
 #endif
+
+// The whole of the file at `path` (empty if it cannot be read).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
 
 // Polls `condition` (sleeping between polls) until it holds or `timeout` passes; returns
 // whether it held. A liveness check for tests, never a speed assertion: the timeout is

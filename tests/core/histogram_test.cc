@@ -6,15 +6,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/test_util.h"
 
 namespace sluice {
 namespace {
@@ -494,23 +493,16 @@ TEST(HistogramHgrm, UnitRatioScalesValuesMeanAndMaxButNotCounts) {
   EXPECT_EQ(lines[n - 2], "#[Max     =        1.000, Total count    =         1000]");
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream contents;
-  contents << in.rdbuf();
-  return contents.str();
-}
-
 TEST(HistogramHgrm, WritesTheSameTextToAFile) {
   const Histogram h = one_to_thousand();
-  const std::string path = testing::TempDir() + "/histogram_test_out.hgrm";
+  const std::string path = ::testing::TempDir() + "/histogram_test_out.hgrm";
   ASSERT_TRUE(h.write_percentile_distribution(path, 5, 1000.0).ok());
-  EXPECT_EQ(read_file(path), h.percentile_distribution(5, 1000.0));
+  EXPECT_EQ(testing::read_file(path), h.percentile_distribution(5, 1000.0));
   // Rewriting truncates rather than appends.
   Histogram small;
   small.record(1);
   ASSERT_TRUE(small.write_percentile_distribution(path).ok());
-  EXPECT_EQ(read_file(path), small.percentile_distribution());
+  EXPECT_EQ(testing::read_file(path), small.percentile_distribution());
   std::remove(path.c_str());
 }
 

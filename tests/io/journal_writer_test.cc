@@ -9,8 +9,6 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -315,8 +313,7 @@ TEST_P(JournalWriterTest, WithSyncAFailedBatchIsErasedFromTheFile) {
   EXPECT_EQ(scan->last_sequence, durable);
   EXPECT_FALSE(scan->torn_tail.has_value()) << scan->torn_tail->reason;
   // From the last durable record to the limit, where the kernel stopped the write: zeros.
-  std::ifstream in(scan->segments.back().path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = testing::read_file(scan->segments.back().path);
   ASSERT_GE(bytes.size(), 64u * 1024);
   const size_t end = static_cast<size_t>(scan->segments.back().data_end);
   EXPECT_EQ(bytes.find_first_not_of('\0', end), std::string::npos);

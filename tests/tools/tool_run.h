@@ -9,9 +9,10 @@
 #include <sys/wait.h>
 
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
+
+#include "tests/test_util.h"
 
 extern char** environ;
 
@@ -22,13 +23,6 @@ struct ToolRun {
   std::string out;
   std::string err;
 };
-
-inline std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // Starts `program args...` with stdin from /dev/null and stdout and stderr going to the given
 // files (appended to); returns the pid, or -1.
