@@ -379,7 +379,14 @@ void JournalWriter::fail(absl::Status status) {
 
 void JournalWriter::fail_batch(absl::Status status) {
   const Batch& b = in_flight_;
-  if (options_.durability == Durability::kSync && b.written > 0) {
+  if (options_.durability == Durability::kSync && b.written == 0) {
+    // Nothing of it reached the file (say, it started right at a file-size limit): nothing to
+    // erase, and the log says so rather than leaving the reader to wonder.
+    status = absl::Status(
+        status.code(), absl::StrCat(status.message(), "; none of the unanswered batch (sequences ",
+                                    durable_.get() + 1, "..", b.last_sequence,
+                                    ") had reached the file"));
+  } else if (options_.durability == Durability::kSync) {
     // The batch starts right after the last durable record: batches are written one at a time
     // and, with sync, each is durable before the next starts.
     const std::string what = absl::StrCat("sequences ", durable_.get() + 1, "..", b.last_sequence,

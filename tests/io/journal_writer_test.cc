@@ -319,6 +319,38 @@ TEST_P(JournalWriterTest, WithSyncAFailedBatchIsErasedFromTheFile) {
   EXPECT_EQ(bytes.find_first_not_of('\0', end), std::string::npos);
 }
 
+// A batch that begins at or past the limit writes nothing: there is nothing to erase, and the
+// message says that none of it reached the file (the daemon's log then is not silent about it).
+TEST_P(JournalWriterTest, WithSyncABatchThatWroteNothingSaysSo) {
+  WriterOptions o = options(Durability::kSync);
+  o.segment_size = 1 << 20;
+  auto w = JournalWriter::open(o);
+  ASSERT_TRUE(w.ok());
+  append_range(**w, 1, 100);
+  ASSERT_TRUE((*w)->flush().ok());
+  auto before = scan_journal(dir_.path());
+  ASSERT_TRUE(before.ok()) << before.status();
+  absl::Status flushed;
+  {
+    // The next write starts right at the limit.
+    FileSizeLimit limit(static_cast<rlim_t>(before->segments.back().data_end));
+    ASSERT_EQ((*w)->append(meta_for(101), frame_for(101)), AppendResult::kOk);
+    flushed = (*w)->flush();
+  }
+  EXPECT_FALSE(flushed.ok());
+  const std::string message((*w)->status().message());
+  EXPECT_NE(message.find("too large"), std::string::npos) << message;
+  EXPECT_NE(message.find("none of the unanswered batch (sequences 101..101) had reached the file"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(message.find("erase"), std::string::npos) << message;
+  EXPECT_EQ((*w)->durable().get(), 100);
+  auto scan = scan_journal(dir_.path());
+  ASSERT_TRUE(scan.ok()) << scan.status();
+  EXPECT_EQ(scan->last_sequence, 100);
+  EXPECT_EQ(scan->segments.back().path, before->segments.back().path);
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, JournalWriterTest, ::testing::Values(true, false),
                          [](const auto& info) { return info.param ? "IoUring" : "Pwrite"; });
 
