@@ -378,29 +378,31 @@ void JournalWriter::fail(absl::Status status) {
 }
 
 void JournalWriter::fail_batch(absl::Status status) {
-  const Batch& b = in_flight_;
-  if (options_.durability == Durability::kSync && b.written == 0) {
-    // Nothing of it reached the file (say, it started right at a file-size limit): nothing to
-    // erase, and the log says so rather than leaving the reader to wonder.
-    status = absl::Status(
-        status.code(), absl::StrCat(status.message(), "; none of the unanswered batch (sequences ",
-                                    durable_.get() + 1, "..", b.last_sequence,
-                                    ") had reached the file"));
-  } else if (options_.durability == Durability::kSync) {
-    // The batch starts right after the last durable record: batches are written one at a time
-    // and, with sync, each is durable before the next starts.
-    const std::string what = absl::StrCat("sequences ", durable_.get() + 1, "..", b.last_sequence,
-                                          ", ", b.written, " bytes at offset ", b.offset);
-    const absl::Status erased = erase_range(fd_, b.offset, b.written, segment_path_);
-    status = absl::Status(
-        status.code(),
-        erased.ok()
-            ? absl::StrCat(status.message(), "; the unanswered batch (", what, ") was erased")
-            : absl::StrCat(status.message(), "; erasing the unanswered batch (", what,
-                           ") failed too (", erased.message(),
-                           "): a restart may find those events journaled though never answered"));
+  if (options_.durability != Durability::kSync) {
+    fail(std::move(status));
+    return;
   }
-  fail(std::move(status));
+  const Batch& b = in_flight_;
+  // The batch starts right after the last durable record: batches are written one at a time
+  // and, with sync, each is durable before the next starts.
+  const std::string sequences =
+      absl::StrCat("sequences ", durable_.get() + 1, "..", b.last_sequence);
+  std::string note;
+  if (b.written == 0) {
+    // Nothing of it reached the file (say, it began right at a file-size limit): nothing to
+    // erase, and the log says so rather than leaving the reader to wonder.
+    note = absl::StrCat("; none of the unanswered batch (", sequences, ") had reached the file");
+  } else {
+    const std::string what =
+        absl::StrCat(sequences, ", ", b.written, " bytes at offset ", b.offset);
+    const absl::Status erased = erase_range(fd_, b.offset, b.written, segment_path_);
+    note = erased.ok()
+               ? absl::StrCat("; the unanswered batch (", what, ") was erased")
+               : absl::StrCat("; erasing the unanswered batch (", what, ") failed too (",
+                              erased.message(),
+                              "): a restart may find those events journaled though never answered");
+  }
+  fail(absl::Status(status.code(), absl::StrCat(status.message(), note)));
 }
 
 AppendResult JournalWriter::append_slow(const RecordMeta& meta,
