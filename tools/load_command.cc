@@ -188,6 +188,9 @@ void add_load_command(CLI::App& app, CommandAction* action) {
   load->add_option("--seed", o.workload.seed, "seed of the event values")->capture_default_str();
   load->add_option("--warmup", o.warmup_s, "seconds of load before the measured period")
       ->capture_default_str();
+  load->add_option("--time-scale", o.time_scale,
+                   "event time runs this many times as fast as the wall clock (at most 1000)")
+      ->capture_default_str();
   load->add_option("--drain-timeout", o.drain_timeout_s,
                    "seconds to wait for outstanding decisions after the last event is due")
       ->capture_default_str();

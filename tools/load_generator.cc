@@ -44,6 +44,9 @@ constexpr int64_t kMaxSleepNs = 50'000'000;
 constexpr size_t kMaxMessagesPerConnection = 3;
 // The decided bitmap takes one bit per event: 2^33 events is 1 GiB.
 constexpr int64_t kMaxEvents = int64_t{1} << 33;
+// Event time stays far inside int64 for runs of days; the senders' jitter (~ms) times the scale
+// stays under the default allowed lateness (5 s).
+constexpr double kMaxTimeScale = 1000;
 
 int64_t seconds_to_ns(double s) { return static_cast<int64_t>(std::llround(s * 1e9)); }
 
@@ -57,7 +60,15 @@ struct Schedule {
   uint32_t connections = 1;
   int64_t total = 0;
   int64_t warmup = 0;
+  // Event time: the wall clock, or with a time scale, origin + (wall clock - origin) * scale.
+  int64_t event_time_origin_ns = 0;
+  double time_scale = 1;
 
+  int64_t event_time(int64_t realtime) const noexcept {
+    if (time_scale == 1) return realtime;
+    return event_time_origin_ns +
+           std::llround(static_cast<double>(realtime - event_time_origin_ns) * time_scale);
+  }
   int64_t global(uint32_t connection, int64_t j) const noexcept {
     return j * connections + connection;
   }
@@ -198,7 +209,7 @@ class Worker {
       c.out_scan = 0;
     }
     // One wall-clock read per pass: events encoded together carry the same event time.
-    const int64_t event_time = realtime_ns();
+    const int64_t event_time = schedule_.event_time(realtime_ns());
     int n = 0;
     while (c.next < c.scheduled && c.out.size() - c.out_tail >= LoadWorkload::kMaxEventSize &&
            schedule_.intended(c.index, c.next) <= now) {
@@ -461,6 +472,9 @@ absl::Status check_options(const LoadOptions& o) {
   if (!(o.workload.rule_rate >= 0 && o.workload.rule_rate <= 1)) {
     return bad("--rule-rate must be in 0..1");
   }
+  if (!(o.time_scale > 0 && o.time_scale <= kMaxTimeScale)) {
+    return bad("--time-scale must be above 0 and at most ", kMaxTimeScale);
+  }
   if (o.port == 0) return bad("the target port must be 1..65535");
   const double events = (o.duration_s + o.warmup_s) * o.rate;
   if (events > static_cast<double>(kMaxEvents)) {
@@ -689,6 +703,7 @@ absl::StatusOr<LoadResult> run_load(const LoadOptions& options) {
   schedule.connections = options.connections;
   schedule.warmup = std::llround(options.warmup_s * options.rate);
   schedule.total = schedule.warmup + std::llround(options.duration_s * options.rate);
+  schedule.time_scale = options.time_scale;
 
   std::vector<std::unique_ptr<Connection>> connections;
   for (uint32_t i = 0; i < options.connections; ++i) {
@@ -713,6 +728,7 @@ absl::StatusOr<LoadResult> run_load(const LoadOptions& options) {
 
   // A small lead so every worker is up before its first event is due.
   schedule.start_ns = clock.now_ns() + 2'000'000;
+  schedule.event_time_origin_ns = realtime_ns();
   std::vector<std::unique_ptr<Worker>> workers;
   for (uint32_t t = 0; t < options.threads; ++t) {
     std::vector<Connection*> mine;

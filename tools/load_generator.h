@@ -67,6 +67,10 @@ struct LoadOptions {
   bool subscribe = false;     // connection 0 sends SUBSCRIBE{alerts} and counts the ALERTs
   bool spin = false;          // poll instead of sleeping when early (costs a core per thread)
   int send_buffer_bytes = 0;  // SO_SNDBUF of each connection; 0 keeps the kernel's default
+  // Event time runs this many times as fast as the wall clock from the start of the run (> 0,
+  // at most 1000): a short run then covers windows, lateness and state cleanup that take
+  // minutes of event time. 1: event time is the wall clock.
+  double time_scale = 1;
   // Set to end the schedule early: nothing more is sent, outstanding decisions drain.
   const std::atomic<bool>* stop = nullptr;
   // Called about once a second on the thread that called run_load().

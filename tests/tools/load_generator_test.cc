@@ -2,8 +2,10 @@
 // counts, the schedule, the HELLO handshake, coordinated-omission correction and faults.
 #include "tools/load_generator.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -140,6 +142,45 @@ TEST(LoadGenerator, NoEventIsSentBeforeItsSlot) {
           << "connection " << i << " event " << j << " was sent early";
     }
   }
+}
+
+TEST(LoadGenerator, TimeScaleRunsEventTimeFasterThanTheWallClock) {
+  FakeSluiceServer server;
+  ASSERT_TRUE(server.ok());
+  LoadOptions o = options_for(server);
+  o.connections = 3;
+  o.threads = 2;
+  o.rate = 3'000;
+  o.duration_s = 0.5;
+  o.time_scale = 50;
+  const int64_t before = realtime_ns();
+  absl::StatusOr<LoadResult> r = run_load(o);
+  const int64_t after = realtime_ns();
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE(r->ok()) << all_messages(*r);
+  std::vector<FakeConnectionLog> log = server.log();
+  ASSERT_EQ(log.size(), 3u);
+  std::sort(log.begin(), log.end(),
+            [](const auto& a, const auto& b) { return a.client_id < b.client_id; });
+  // Event time is origin + 50 x (wall clock at encoding - origin), with `before` <= origin <=
+  // the run's start. Event k is encoded no earlier than k / rate after the start (1 ms of slack
+  // for the wall clock against the monotonic one), and no later than `after`.
+  const double interval_ns = 1e9 / o.rate;
+  for (uint32_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(log[i].event_times.size(), 500u);
+    for (size_t j = 0; j < log[i].event_times.size(); ++j) {
+      const double k = static_cast<double>(j * 3 + i);
+      const int64_t since = log[i].event_times[j] - before;
+      ASSERT_GE(since, static_cast<int64_t>(50 * (k * interval_ns - 1e6)))
+          << "connection " << i << " event " << j;
+      ASSERT_LE(since, 50 * (after - before)) << "connection " << i << " event " << j;
+      if (j > 0) {
+        ASSERT_GE(log[i].event_times[j], log[i].event_times[j - 1]);
+      }
+    }
+  }
+  // 0.5 s of schedule covered about 25 s of event time (at scale 1 it would be 0.5 s).
+  EXPECT_GE(log[2].event_times.back() - log[0].event_times.front(), 24'000 * kMs);
 }
 
 TEST(LoadGenerator, MissingDecisionsFailTheRunAndNameTheConnection) {
@@ -384,6 +425,10 @@ TEST(LoadGenerator, OptionsOutOfRangeAreInvalidArguments) {
   EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.workload.accounts = 0; })));
   EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.workload.rule_rate = 2; })));
   EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.rate = 1e12; })));
+  EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.time_scale = 0; })));
+  EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.time_scale = -2; })));
+  EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.time_scale = 1001; })));
+  EXPECT_TRUE(absl::IsInvalidArgument(with([](LoadOptions& o) { o.time_scale = NAN; })));
 }
 
 TEST(ParseTarget, AcceptsHostPortAndBracketedIpv6) {
