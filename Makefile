@@ -5,7 +5,7 @@
 PRESET ?= release
 BUILD_DIR := build/$(PRESET)
 
-.PHONY: all deps configure build test demo bench sanitize clean
+.PHONY: all deps configure build test demo bench pgo sanitize clean
 
 all: build
 
@@ -30,6 +30,10 @@ bench: deps
 	@bash perf/run_bench.sh build/release
 	@bash perf/run_journal_bench.sh build/release
 	@bash perf/run_network_bench.sh build/release
+
+# A profile-guided build in build/pgo, trained on the demo (scripts/build-pgo.sh).
+pgo: deps
+	@bash scripts/build-pgo.sh
 
 # The sanitizer runs CI does: ASan+UBSan on everything, TSan on the concurrency suites.
 sanitize: deps

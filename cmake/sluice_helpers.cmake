@@ -16,6 +16,24 @@ if(SLUICE_SANITIZE)
   target_link_options(sluice_options INTERFACE -fsanitize=${SLUICE_SANITIZE})
   target_compile_definitions(sluice_options INTERFACE SLUICE_SANITIZED=1)
 endif()
+if(SLUICE_PGO STREQUAL "generate")
+  # Atomic counters where the target has them: the daemon's threads share the library code.
+  target_compile_options(sluice_options INTERFACE
+    -fprofile-generate=${SLUICE_PGO_DIR} -fprofile-update=prefer-atomic)
+  target_link_options(sluice_options INTERFACE -fprofile-generate=${SLUICE_PGO_DIR})
+elseif(SLUICE_PGO STREQUAL "use")
+  if(NOT EXISTS "${SLUICE_PGO_DIR}")
+    message(FATAL_ERROR "SLUICE_PGO=use, but there is no profile at ${SLUICE_PGO_DIR}: "
+                        "build with SLUICE_PGO=generate and run the training first "
+                        "(scripts/build-pgo.sh does both)")
+  endif()
+  # Code the training did not run (tests, the benchmarks' own files, error paths) is optimised
+  # as without a profile, not for size.
+  target_compile_options(sluice_options INTERFACE
+    -fprofile-use=${SLUICE_PGO_DIR} -fprofile-partial-training -Wno-missing-profile)
+elseif(NOT SLUICE_PGO STREQUAL "")
+  message(FATAL_ERROR "SLUICE_PGO must be empty, 'generate' or 'use', not '${SLUICE_PGO}'")
+endif()
 
 # sluice_library(name SOURCES ... DEPS ...)
 function(sluice_library name)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make demo: the whole of sluice on this machine, in about half a minute.
 #
-#  1. starts sluiced on a fresh data directory (ephemeral ports, 2 shards, durability batch),
+#  1. starts sluiced on a fresh data directory (ephemeral ports, 2 shards, durability batch;
+#     DEMO_DAEMON_ARGS replaces those two flags),
 #  2. drives it with `sluice load` (TRANSACTIONs and ORDERs, open loop) and prints the latency
 #     percentiles and decisions by verdict,
 #  3. shows the daemon's own counters (`sluice stat --once`): alerts by rule, lags, latency,
@@ -14,6 +15,10 @@ set -euo pipefail
 BUILD_DIR=${1:-build/release}
 RATE=${DEMO_RATE:-50000}
 SECONDS_OF_LOAD=${DEMO_SECONDS:-10}
+# The daemon's layout and durability, and extra `sluice load` flags (scripts/build-pgo.sh trains
+# on other layouts and on a longer stretch of event time).
+DAEMON_ARGS=${DEMO_DAEMON_ARGS:-"--shards 2 --durability batch"}
+LOAD_ARGS=${DEMO_LOAD_ARGS:-}
 SLUICED="$BUILD_DIR/tools/sluiced"
 SLUICE="$BUILD_DIR/tools/sluice"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-demo-XXXXXX")
@@ -35,7 +40,7 @@ die() {
 
 step "start sluiced (data directory $DATA)"
 "$SLUICED" --data-dir "$DATA" --listen 127.0.0.1:0 --text-listen 127.0.0.1:0 \
-  --metrics-listen 127.0.0.1:0 --shards 2 --durability batch --expected-accounts 1000000 \
+  --metrics-listen 127.0.0.1:0 $DAEMON_ARGS --expected-accounts 1000000 \
   2>"$WORK/sluiced.log" &
 PID=$!
 for _ in $(seq 1 300); do
@@ -50,7 +55,7 @@ METRICS=$(awk '$1 == "metrics" { print $2 }' "$DATA/listening")
 
 step "sluice load: $RATE events/s for ${SECONDS_OF_LOAD} s, TRANSACTIONs and ORDERs over 4 connections"
 "$SLUICE" load --target "$TARGET" --rate "$RATE" --duration "$SECONDS_OF_LOAD" --connections 4 \
-  --mix both --warmup 1 --subscribe || die "sluice load failed"
+  --mix both --warmup 1 --subscribe $LOAD_ARGS || die "sluice load failed"
 
 step "the daemon's own view: sluice stat --once"
 "$SLUICE" stat "$DATA" --once || die "sluice stat failed"
