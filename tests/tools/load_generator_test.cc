@@ -115,72 +115,74 @@ TEST(LoadGenerator, ClientIdZeroSendsNoHelloAndStartsAtOne) {
   EXPECT_EQ(log[0].client_seqs.back(), 100u);
 }
 
-TEST(LoadGenerator, NoEventIsSentBeforeItsSlot) {
+// A run of 3 connections at 3000 events/s for 0.5 s (500 events each), as the server logged it
+// (by client_id), with the wall clock just before and just after it.
+struct ThreeConnectionRun {
+  std::vector<FakeConnectionLog> log;
+  int64_t before = 0;
+  int64_t after = 0;
+  double interval_ns = 0;
+};
+
+void run_three_connections(uint32_t threads, double time_scale, ThreeConnectionRun* out) {
   FakeSluiceServer server;
   ASSERT_TRUE(server.ok());
   LoadOptions o = options_for(server);
   o.connections = 3;
+  o.threads = threads;
   o.rate = 3'000;
   o.duration_s = 0.5;
-  const int64_t before = realtime_ns();
+  o.time_scale = time_scale;
+  out->interval_ns = 1e9 / o.rate;
+  out->before = realtime_ns();
   absl::StatusOr<LoadResult> r = run_load(o);
+  out->after = realtime_ns();
   ASSERT_TRUE(r.ok()) << r.status();
   ASSERT_TRUE(r->ok()) << all_messages(*r);
-  std::vector<FakeConnectionLog> log = server.log();
-  ASSERT_EQ(log.size(), 3u);
-  std::sort(log.begin(), log.end(),
+  out->log = server.log();
+  ASSERT_EQ(out->log.size(), 3u);
+  std::sort(out->log.begin(), out->log.end(),
             [](const auto& a, const auto& b) { return a.client_id < b.client_id; });
+  for (const FakeConnectionLog& c : out->log) ASSERT_EQ(c.event_times.size(), 500u);
+}
+
+TEST(LoadGenerator, NoEventIsSentBeforeItsSlot) {
+  ThreeConnectionRun run;
+  ASSERT_NO_FATAL_FAILURE(run_three_connections(1, 1, &run));
   // Global event k = j * 3 + i is due at start + k / rate, and start is after `before`; its
   // event time is the wall clock when it was encoded, which is never before it was due (1 ms
   // of slack for the wall clock against the monotonic one).
-  const double interval_ns = 1e9 / o.rate;
   for (uint32_t i = 0; i < 3; ++i) {
-    ASSERT_EQ(log[i].event_times.size(), 500u);
-    for (size_t j = 0; j < log[i].event_times.size(); ++j) {
+    const std::vector<int64_t>& times = run.log[i].event_times;
+    for (size_t j = 0; j < times.size(); ++j) {
       const double k = static_cast<double>(j * 3 + i);
-      ASSERT_GE(log[i].event_times[j] + kMs, before + static_cast<int64_t>(k * interval_ns))
+      ASSERT_GE(times[j] + kMs, run.before + static_cast<int64_t>(k * run.interval_ns))
           << "connection " << i << " event " << j << " was sent early";
     }
   }
 }
 
 TEST(LoadGenerator, TimeScaleRunsEventTimeFasterThanTheWallClock) {
-  FakeSluiceServer server;
-  ASSERT_TRUE(server.ok());
-  LoadOptions o = options_for(server);
-  o.connections = 3;
-  o.threads = 2;
-  o.rate = 3'000;
-  o.duration_s = 0.5;
-  o.time_scale = 50;
-  const int64_t before = realtime_ns();
-  absl::StatusOr<LoadResult> r = run_load(o);
-  const int64_t after = realtime_ns();
-  ASSERT_TRUE(r.ok()) << r.status();
-  ASSERT_TRUE(r->ok()) << all_messages(*r);
-  std::vector<FakeConnectionLog> log = server.log();
-  ASSERT_EQ(log.size(), 3u);
-  std::sort(log.begin(), log.end(),
-            [](const auto& a, const auto& b) { return a.client_id < b.client_id; });
+  ThreeConnectionRun run;
+  ASSERT_NO_FATAL_FAILURE(run_three_connections(2, 50, &run));
   // Event time is origin + 50 x (wall clock at encoding - origin), with `before` <= origin <=
   // the run's start. Event k is encoded no earlier than k / rate after the start (1 ms of slack
   // for the wall clock against the monotonic one), and no later than `after`.
-  const double interval_ns = 1e9 / o.rate;
   for (uint32_t i = 0; i < 3; ++i) {
-    ASSERT_EQ(log[i].event_times.size(), 500u);
-    for (size_t j = 0; j < log[i].event_times.size(); ++j) {
+    const std::vector<int64_t>& times = run.log[i].event_times;
+    for (size_t j = 0; j < times.size(); ++j) {
       const double k = static_cast<double>(j * 3 + i);
-      const int64_t since = log[i].event_times[j] - before;
-      ASSERT_GE(since, static_cast<int64_t>(50 * (k * interval_ns - 1e6)))
+      const int64_t since = times[j] - run.before;
+      ASSERT_GE(since, static_cast<int64_t>(50 * (k * run.interval_ns - 1e6)))
           << "connection " << i << " event " << j;
-      ASSERT_LE(since, 50 * (after - before)) << "connection " << i << " event " << j;
+      ASSERT_LE(since, 50 * (run.after - run.before)) << "connection " << i << " event " << j;
       if (j > 0) {
-        ASSERT_GE(log[i].event_times[j], log[i].event_times[j - 1]);
+        ASSERT_GE(times[j], times[j - 1]) << "connection " << i << " event " << j;
       }
     }
   }
   // 0.5 s of schedule covered about 25 s of event time (at scale 1 it would be 0.5 s).
-  EXPECT_GE(log[2].event_times.back() - log[0].event_times.front(), 24'000 * kMs);
+  EXPECT_GE(run.log[2].event_times.back() - run.log[0].event_times.front(), 24'000 * kMs);
 }
 
 TEST(LoadGenerator, MissingDecisionsFailTheRunAndNameTheConnection) {
