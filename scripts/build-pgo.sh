@@ -15,12 +15,15 @@
 #
 # Every run starts from an empty profile, so the profile always matches the sources being
 # built (GCC refuses a stale one). The training's own output goes to build/pgo/training.log.
+# PGO_TRAIN_RATE (events/s, default 30000) and PGO_TRAIN_SECONDS (the first run's, default 8)
+# adjust the training for a slower machine.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 BUILD_DIR=build/pgo
 PROFILE_DIR=$BUILD_DIR/pgo-profile
 LOG=$BUILD_DIR/training.log
+RATE=${PGO_TRAIN_RATE:-30000}
 
 say() { printf '\033[1m== %s\033[0m\n' "$*"; }
 
@@ -29,24 +32,25 @@ cmake --preset pgo-generate >/dev/null
 rm -rf "$PROFILE_DIR"
 cmake --build --preset pgo-generate --target sluiced sluice
 
+# train WHAT [VAR=VALUE ...]: one demo run on the instrumented build, with the demo's settings.
+train() {
+  local what=$1
+  shift
+  env DEMO_RATE="$RATE" "$@" bash scripts/demo.sh "$BUILD_DIR" >>"$LOG" 2>&1 || {
+    tail -n 30 "$LOG" >&2
+    echo "build-pgo: the $what training run failed (log: $LOG)" >&2
+    exit 1
+  }
+}
+
 say "training run (log: $LOG)"
 : >"$LOG"
-DEMO_RATE=${PGO_TRAIN_RATE:-30000} DEMO_SECONDS=${PGO_TRAIN_SECONDS:-8} \
-  bash scripts/demo.sh "$BUILD_DIR" >>"$LOG" 2>&1 || {
-  tail -n 30 "$LOG" >&2
-  echo "build-pgo: the training's demo failed (log: $LOG)" >&2
-  exit 1
-}
+train "demo" DEMO_SECONDS="${PGO_TRAIN_SECONDS:-8}"
 # 15 s at 10x event time: 150 s of it, so the 65 s fraud windows (60 s + 5 s lateness) fill and
 # cleanup timers evict for most of the run; 50k accounts hold ~2 transactions each in a window.
-DEMO_DAEMON_ARGS="--shards 1 --shard-threads 0 --durability none" \
-  DEMO_LOAD_ARGS="--accounts 50000 --time-scale 10" \
-  DEMO_RATE=${PGO_TRAIN_RATE:-30000} DEMO_SECONDS=15 \
-  bash scripts/demo.sh "$BUILD_DIR" >>"$LOG" 2>&1 || {
-  tail -n 30 "$LOG" >&2
-  echo "build-pgo: the one-thread training run failed (log: $LOG)" >&2
-  exit 1
-}
+train "one-thread" DEMO_SECONDS=15 \
+  DEMO_DAEMON_ARGS="--shards 1 --shard-threads 0 --durability none" \
+  DEMO_LOAD_ARGS="--accounts 50000 --time-scale 10"
 profiles=$(find "$PROFILE_DIR" -name '*.gcda' 2>/dev/null | wc -l)
 [ "$profiles" -gt 0 ] || { echo "build-pgo: the training wrote no profile to $PROFILE_DIR" >&2; exit 1; }
 echo "$profiles profile files in $PROFILE_DIR"
