@@ -5,6 +5,9 @@
 // evictions of the timers the advancing watermark fires.
 //
 //   StateStore/<flat|absl>/<accounts>   events/s (items_per_second), resident bytes per account
+//   Growth/<flat|absl>/<keys>           the longest single insert while a table fills from empty
+//                                        to <keys> keys, through every doubling (max_insert_us),
+//                                        inserts that took over 100 us, and inserts/s
 //
 // Each (layout, accounts) run builds its state from scratch, warms it to steady size
 // (bench/workload.h: 3 events per account), then times batches of 2M events. Run with
@@ -153,6 +156,48 @@ void BM_Generator(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * kBatch);
 }
 
+// Growth: what one insert can cost when it is the one that crosses the load limit. MapState
+// (the risk processor's positions: a 24-byte slot) against absl::flat_hash_map, both unreserved,
+// filled with fresh keys; each insert timed alone.
+struct FlatGrowth {
+  StateStore store;
+  MapState<int64_t> map{store.capture(), "m"};
+  void put(uint64_t key, int64_t v) { map.put(key, 1, v); }
+};
+struct AbslGrowth {
+  absl::flat_hash_map<uint64_t, int64_t> map;
+  void put(uint64_t key, int64_t v) { map[key] = v; }
+};
+
+template <typename Layout>
+void BM_Growth(benchmark::State& state) {
+  const auto keys = static_cast<uint64_t>(state.range(0));
+  int64_t max_ns = 0;
+  int64_t over_100us = 0;
+  for (auto _ : state) {
+    auto layout = std::make_unique<Layout>();
+    uint64_t key = 0x9e3779b97f4a7c15ull;
+    const int64_t start = now_ns();
+    for (uint64_t i = 0; i < keys; ++i) {
+      key = key * 6364136223846793005ull + 1442695040888963407ull;  // LCG: distinct keys
+      const int64_t t0 = now_ns();
+      layout->put(key | 1, static_cast<int64_t>(i) + 1);
+      const int64_t ns = now_ns() - t0;
+      max_ns = std::max(max_ns, ns);
+      over_100us += ns > 100'000;
+    }
+    state.SetIterationTime(static_cast<double>(now_ns() - start) / 1e9);
+    benchmark::DoNotOptimize(layout.get());
+    state.PauseTiming();
+    layout.reset();
+    state.ResumeTiming();
+  }
+  state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(keys));
+  state.counters["max_insert_us"] = static_cast<double>(max_ns) / 1e3;
+  state.counters["inserts_over_100us"] =
+      static_cast<double>(over_100us) / static_cast<double>(state.iterations());
+}
+
 void args(benchmark::internal::Benchmark* b) {
   b->Arg(10'000)
       ->Arg(1'000'000)
@@ -169,6 +214,11 @@ BENCHMARK(BM_Generator)
     ->Iterations(3);
 BENCHMARK_TEMPLATE(BM_StateStore, FlatLayout)->Name("StateStore/flat")->Apply(args);
 BENCHMARK_TEMPLATE(BM_StateStore, AbslLayout)->Name("StateStore/absl")->Apply(args);
+void growth_args(benchmark::internal::Benchmark* b) {
+  b->Arg(1'000'000)->Arg(4'000'000)->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+}
+BENCHMARK_TEMPLATE(BM_Growth, FlatGrowth)->Name("Growth/flat")->Apply(growth_args);
+BENCHMARK_TEMPLATE(BM_Growth, AbslGrowth)->Name("Growth/absl")->Apply(growth_args);
 
 }  // namespace
 }  // namespace sluice

@@ -58,7 +58,8 @@ absl::Status validate(const ProcessorConfig& c) {
 uint64_t config_fingerprint(const ProcessorConfig& c) {
   // Bump kLayout whenever the meaning of the state changes without a config change.
   // 2: state_hash became Fibonacci hashing (keys sit in other slots).
-  constexpr uint64_t kLayout = 2;
+  // 3: tables grow incrementally (an old slot array and a growth cursor per table).
+  constexpr uint64_t kLayout = 3;
   uint64_t h = 0x736c756963650001ull ^ kLayout;
   auto mix = [&h](uint64_t v) {
     h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);

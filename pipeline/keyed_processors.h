@@ -138,7 +138,7 @@ class ClientTable {
 
    private:
     void skip() {
-      while (i_ < t_->capacity() && Table::is_empty_key(t_->at(i_).key)) ++i_;
+      while (i_ < t_->index_end() && Table::is_empty_key(t_->at(i_).key)) ++i_;
     }
     const Table* t_;
     size_t i_;
@@ -146,7 +146,7 @@ class ClientTable {
 
   explicit ClientTable(const Table& table) : table_(&table) {}
   iterator begin() const { return {table_, 0}; }
-  iterator end() const { return {table_, table_->capacity()}; }
+  iterator end() const { return {table_, table_->index_end()}; }
   size_t size() const { return table_->size(); }
   // 0 if the client has no journaled event.
   uint64_t last_client_seq(uint64_t client_id) const {

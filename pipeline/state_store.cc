@@ -2,10 +2,16 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <list>
+#include <mutex>
 #include <new>
+#include <thread>
+#include <utility>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -35,6 +41,145 @@ size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
 }  // namespace
 
+namespace {
+
+// An mmap'ed block of zero pages (none backed yet), or nullptr.
+std::byte* map_zeroed(size_t bytes, bool huge) noexcept {
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  // Large state arrays are read at random: huge pages save TLB misses (a no-op where disabled).
+  (void)::madvise(p, bytes, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+  return static_cast<std::byte*>(p);
+}
+
+// Zeroed blocks faulted in ahead of need by one background thread: a table's next array, asked
+// for well before the table doubles, so that neither the doubling nor the writes that follow it
+// take the page faults on the shard's thread. On a KVM guest a first touch of fresh memory costs
+// the host's faults too: ~5 ms a 2 MiB page here, half a second for a table of 200 MB
+// (perf/RESULTS.md, "Growth"). The thread starts with the first request and sleeps on a
+// condition variable between them.
+class Prefaulter {
+ public:
+  static Prefaulter& instance() {
+    static Prefaulter p;
+    return p;
+  }
+
+  void request(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t pending = 0;
+    for (const Block& b : blocks_) {
+      if (b.bytes == bytes && !b.unwanted) return;  // asked for already
+      pending += b.bytes;
+    }
+    if (pending + bytes > kMaxPendingBytes) return;
+    blocks_.push_back(Block{.bytes = bytes});
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    wake_.notify_one();
+  }
+
+  // A block of exactly `bytes` faulted in, or nullptr (none asked for, or not ready yet: then
+  // it is dropped when ready rather than waited for).
+  std::byte* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = blocks_.begin(); it != blocks_.end(); ++it) {
+      if (it->bytes != bytes || it->unwanted) continue;
+      if (it->data == nullptr) {
+        it->unwanted = true;
+        return nullptr;
+      }
+      std::byte* p = it->data;
+      blocks_.erase(it);
+      return p;
+    }
+    return nullptr;
+  }
+
+  // Unmaps a block on the background thread (tens of ms for a few hundred MB of small pages).
+  void release(std::byte* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      releases_.push_back(Block{.bytes = bytes, .data = p});
+      if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+    }
+    wake_.notify_one();
+  }
+
+  ~Prefaulter() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+    for (const std::list<Block>* list : {&blocks_, &releases_}) {
+      for (const Block& b : *list) {
+        if (b.data != nullptr) ::munmap(b.data, b.bytes);
+      }
+    }
+  }
+
+ private:
+  struct Block {
+    size_t bytes = 0;
+    std::byte* data = nullptr;  // set once faulted in
+    bool started = false;
+    bool unwanted = false;  // take() found it unready: free it when done
+  };
+  // More than a few tables' next arrays at once is a sign of many shards growing together;
+  // the rest fault in on their own threads, as without this.
+  static constexpr size_t kMaxPendingBytes = size_t{4} << 30;
+
+  void run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      if (!releases_.empty()) {
+        const Block b = releases_.front();
+        releases_.pop_front();
+        lock.unlock();
+        ::munmap(b.data, b.bytes);
+        lock.lock();
+        continue;
+      }
+      auto next = std::find_if(blocks_.begin(), blocks_.end(),
+                               [](const Block& b) { return !b.started && !b.unwanted; });
+      if (next == blocks_.end()) {
+        wake_.wait(lock);
+        continue;
+      }
+      next->started = true;
+      const size_t bytes = next->bytes;
+      lock.unlock();
+      std::byte* p = map_zeroed(bytes, true);
+      // A write per page (a read would map the shared zero page and fault again on the write).
+      if (p != nullptr) {
+        for (size_t off = 0; off < bytes; off += 4096) {
+          reinterpret_cast<volatile std::byte*>(p)[off] = std::byte{0};
+        }
+      }
+      lock.lock();
+      // std::list: `next` is still valid, nobody else erases a started block.
+      if (next->unwanted || p == nullptr || stop_) {
+        blocks_.erase(next);
+        lock.unlock();
+        if (p != nullptr) ::munmap(p, bytes);
+        lock.lock();
+      } else {
+        next->data = p;
+      }
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::list<Block> blocks_;
+  std::list<Block> releases_;
+  std::thread thread_;
+  bool stop_ = false;
+};
+
+}  // namespace
+
 std::byte* allocate_zeroed(size_t bytes) {
   if (bytes == 0) bytes = kAlign;
   if (bytes < kMmapThreshold) {
@@ -42,11 +187,36 @@ std::byte* allocate_zeroed(size_t bytes) {
     std::memset(p, 0, bytes);
     return p;
   }
-  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  // Large state arrays are read at random: huge pages save TLB misses (a no-op where disabled).
-  (void)::madvise(p, bytes, MADV_HUGEPAGE);
-  return static_cast<std::byte*>(p);
+  std::byte* p = map_zeroed(bytes, true);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void prepare_zeroed(size_t bytes) {
+  if (bytes >= kMmapThreshold) Prefaulter::instance().request(bytes);
+}
+
+std::byte* allocate_prepared(size_t bytes) {
+  if (bytes < kMmapThreshold) return allocate_zeroed(bytes);
+  if (std::byte* p = Prefaulter::instance().take(bytes)) return p;
+  // Not ready: small pages, each faulted in by its first write (~2 us here), where a huge page
+  // takes ~5 ms on a KVM guest whose free memory went back to the host.
+  std::byte* p = map_zeroed(bytes, false);
+  if (p == nullptr) throw std::bad_alloc();
+  return p;
+}
+
+void release_zeroed_later(std::byte* p, size_t bytes) noexcept {
+  if (p == nullptr) return;
+  if (bytes < kMmapThreshold) {
+    release_zeroed(p, bytes);
+    return;
+  }
+  try {
+    Prefaulter::instance().release(p, bytes);
+  } catch (...) {  // no thread or no memory for the request: unmap here
+    ::munmap(p, bytes);
+  }
 }
 
 void release_zeroed(std::byte* p, size_t bytes) noexcept {
@@ -100,6 +270,26 @@ void TrackedArrayBase::prefault() noexcept {
   for (size_t off = 0; off < bytes; off += kPage) {
     reinterpret_cast<volatile std::byte*>(data_)[off] = data_[off];
   }
+}
+
+void TrackedArrayBase::release_later() {
+  if (capture_->active()) capture_->finish_region(id_);
+  release_zeroed_later(data_, capacity_ * element_size_);
+  data_ = nullptr;
+  capacity_ = 0;
+  size_ = 0;
+}
+
+void TrackedArrayBase::take_storage(TrackedArrayBase& from) {
+  assert(from.element_size_ == element_size_ && &from != this);
+  if (capture_->active()) {
+    capture_->finish_region(from.id_);
+    capture_->finish_region(id_);
+  }
+  release_zeroed(data_, capacity_ * element_size_);
+  data_ = std::exchange(from.data_, nullptr);
+  capacity_ = std::exchange(from.capacity_, 0);
+  size_ = std::exchange(from.size_, 0);
 }
 
 absl::Status TrackedArrayBase::assign(std::span<const std::byte> bytes, size_t capacity) {

@@ -12,7 +12,7 @@
 //    (no tombstones), so probe lengths never degrade; with slots of a cache line or more it
 //    walks a byte per slot of distance from home instead of the slots (derived, not state:
 //    rebuilt on growth and restore). Grows x2 at 1/2 load while small (a few MiB), at 3/4
-//    beyond.
+//    beyond; from 64 KiB incrementally, the old array's keys moving over with the inserts.
 //  - HistoryState<Entry, kInline>: a FlatTable whose slot holds a key's time-sorted entries
 //    inline while there are at most kInline of them, else a reference to one contiguous run in
 //    a second array (the pool). Runs come in power-of-two size classes with a free list per
@@ -62,6 +62,16 @@ class StateCapture;
 // new. REQUIRES for release: the same byte count that was allocated.
 std::byte* allocate_zeroed(size_t bytes);
 void release_zeroed(std::byte* p, size_t bytes) noexcept;
+// Asks for a large block of `bytes` to be mapped and faulted in (huge pages) by a background
+// thread, for a later allocate_prepared of exactly that size to take instead of faulting its
+// pages in on the caller's thread.
+void prepare_zeroed(size_t bytes);
+// Zeroed memory, like allocate_zeroed: the block prepare_zeroed prepared if it is ready, else
+// fresh small pages (each faulted in on its first write: microseconds, never the milliseconds a
+// fresh huge page can take). For arrays replaced under traffic.
+std::byte* allocate_prepared(size_t bytes);
+// release_zeroed, with a large block unmapped by the background thread.
+void release_zeroed_later(std::byte* p, size_t bytes) noexcept;
 
 // The hash of table indexes: Fibonacci hashing (Knuth's multiplicative method; a table takes
 // the product's top bits, which every bit of the key reaches). One multiply, where a full mixer
@@ -102,6 +112,13 @@ class TrackedArrayBase {
   void reallocate(size_t capacity, size_t keep);
   // Replaces the contents with `bytes` (a whole number of elements), capacity >= their count.
   absl::Status assign(std::span<const std::byte> bytes, size_t capacity);
+  // Releases the storage (release_zeroed_later): no elements, no capacity. A snapshot in
+  // progress copies what it has not copied of this array first.
+  void release_later();
+  // Takes `from`'s storage (this array's own is released) and leaves `from` empty, with no
+  // storage. A snapshot in progress copies what it has not copied of both arrays first.
+  // REQUIRES: the same element size.
+  void take_storage(TrackedArrayBase& from);
 
   std::byte* data_ = nullptr;
   size_t size_ = 0;
@@ -294,20 +311,74 @@ class TrackedArray final : public TrackedArrayBase {
   absl::Status assign_bytes(std::span<const std::byte> bytes, size_t capacity) {
     return assign(bytes, capacity);
   }
+  // Moves `from`'s storage here (this array's own is released); `from` is left with none.
+  void take_storage_from(TrackedArray& from) { take_storage(from); }
+  // Releases the storage: no elements, no capacity.
+  void release() { adopt(nullptr, 0, 0); }
+  using TrackedArrayBase::release_later;
 
  private:
   T* mutable_data() noexcept { return reinterpret_cast<T*>(data_); }
 };
 
-// Open-addressing table over one TrackedArray of slots. Slot: trivially copyable, with a member
+// Bytes from allocate_zeroed, owned: zero pages on demand, no memset up front.
+class ZeroedBytes {
+ public:
+  ZeroedBytes() = default;
+  // prepared: from allocate_prepared (an array replaced under traffic).
+  explicit ZeroedBytes(size_t n, bool prepared = false)
+      : data_(reinterpret_cast<uint8_t*>(prepared ? allocate_prepared(n) : allocate_zeroed(n))),
+        size_(n) {}
+  ZeroedBytes(ZeroedBytes&& o) noexcept
+      : data_(std::exchange(o.data_, nullptr)), size_(std::exchange(o.size_, 0)) {}
+  ZeroedBytes& operator=(ZeroedBytes&& o) noexcept {
+    std::swap(data_, o.data_);
+    std::swap(size_, o.size_);
+    return *this;
+  }
+  ~ZeroedBytes() { release_zeroed(reinterpret_cast<std::byte*>(data_), size_); }
+
+  uint8_t& operator[](size_t i) noexcept { return data_[i]; }
+  uint8_t operator[](size_t i) const noexcept { return data_[i]; }
+  // A write per page, so the kernel backs them now.
+  void prefault() noexcept {
+    for (size_t off = 0; off < size_; off += 4096) {
+      reinterpret_cast<volatile uint8_t*>(data_)[off] = 0;
+    }
+  }
+
+ private:
+  uint8_t* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Open-addressing table over a TrackedArray of slots. Slot: trivially copyable, with a member
 // `key` of type Slot::Key (equality-comparable; the value-initialised key means "empty") and a
 // static `uint64_t hash(const Key&)`; optionally `static constexpr bool kDistanceBytes` to choose
 // how erase walks a cluster (below; tests set it to cover both ways with small slots).
+//
+// Growth is incremental. Past its load limit the table takes twice the slots and from then on
+// moves the old array's keys over with the inserts, whole clusters at a time, about
+// kMoveSlotsPerInsert old slots an insert: no insert pays for a whole rehash, which at a million
+// keys held the shard's thread for tens of ms (perf/RESULTS.md, "End to end"). While a move is
+// under way a key is in exactly one of the two arrays: lookups try the new one, then the old;
+// inserts go to the new one; erase works in either. Indexes below capacity() are slots of the
+// new array, those from capacity() on are slots of the old one (capacity() + i); an insert or an
+// erase may invalidate any index. The old array and the move's cursor are state like the slots
+// (snapshot regions), and the move advances only with inserts, so the layout is a function of
+// the operations alone: a restored table evolves byte for byte like the one it was taken from.
+// A table smaller than `incremental_from_bytes` still grows at once: a rehash that small costs
+// less than a second probe on every lookup meanwhile.
 template <typename Slot>
 class FlatTable {
  public:
   using Key = typename Slot::Key;
   static constexpr size_t kMinCapacity = 16;
+  // Old slots an insert moves on (a whole cluster at least). At least 2: the move, C old slots,
+  // must end within the C/4 (small tables) or 3C/4 inserts that bring the doubled table to its
+  // own limit.
+  static constexpr size_t kMoveSlotsPerInsert = 16;
+  static constexpr size_t kIncrementalFromBytes = size_t{64} << 10;
   // Whether the table keeps a byte per slot of distance from home, for erase to walk instead of
   // the slots. It pays where every step of a slot walk loads a new cache line: slots of a line or
   // more. With smaller slots the next slot is mostly in the line already loaded, and the bytes
@@ -323,19 +394,26 @@ class FlatTable {
     }
   }();
 
-  FlatTable(StateCapture& capture, std::string_view name)
-      : slots_(capture, std::string(name) + ".slots"), meta_(capture, std::string(name) + ".meta") {
+  FlatTable(StateCapture& capture, std::string_view name,
+            size_t incremental_from_bytes = kIncrementalFromBytes)
+      : slots_(capture, std::string(name) + ".slots"),
+        old_slots_(capture, std::string(name) + ".old_slots"),
+        meta_(capture, std::string(name) + ".meta"),
+        incremental_from_bytes_(incremental_from_bytes) {
     meta_.reserve(1, 0);
     meta_.set_size(1);
     slots_.reserve(kMinCapacity, 0);
     slots_.set_size(kMinCapacity);
-    if constexpr (kDistanceBytes) distance_.assign(kMinCapacity, 0);
-    set_shift();
+    if constexpr (kDistanceBytes) distance_ = ZeroedBytes(kMinCapacity);
+    on_capacity();
   }
 
   size_t size() const noexcept { return meta_[0].count; }
   size_t capacity() const noexcept { return slots_.size(); }
   bool empty() const noexcept { return size() == 0; }
+  // Whether keys are still moving from the old array (then indexes run up to index_end()).
+  bool growing() const noexcept { return old_slots_.size() != 0; }
+  size_t index_end() const noexcept { return slots_.size() + old_slots_.size(); }
 
   // The most a table holds before it doubles: half its slots while the doubled table stays
   // within kSmallTableBytes, three quarters beyond. With linear probing a lookup's probes, each
@@ -350,11 +428,20 @@ class FlatTable {
     return keys * 4 > capacity * 3;
   }
 
-  // Grows now, before the traffic, so that `keys` entries fit without a growth later (a growth
-  // rehashes the whole table on the shard's thread: tens of ms for a million keys).
+  // Grows now, before the traffic, so that `keys` entries fit without a growth later, and has
+  // the kernel back the slots now rather than on the first writes under traffic.
   void reserve(size_t keys) {
-    while (over_load(keys, capacity())) grow();
+    finish_growth();
+    while (over_load(keys, capacity())) {
+      start_growth(false);
+      finish_growth();
+    }
     slots_.prefault();
+    if constexpr (kDistanceBytes) distance_.prefault();
+  }
+  // Moves every key still in the old array (a whole rehash's work at once).
+  void finish_growth() {
+    while (growing()) move_some(SIZE_MAX);
   }
 
   static bool is_empty_key(const Key& k) noexcept { return k == Key{}; }
@@ -362,25 +449,30 @@ class FlatTable {
   // Index of the slot holding `key`, or -1.
   int64_t find_index(const Key& key) const noexcept {
     assert(!is_empty_key(key));
-    const size_t mask = capacity() - 1;
-    for (size_t i = home(key);; i = (i + 1) & mask) {
-      const Slot& s = slots_[i];
-      if (s.key == key) return static_cast<int64_t>(i);
-      if (is_empty_key(s.key)) return -1;
+    const int64_t i = probe(slots_, shift_, key);
+    if (i >= 0 || !growing()) [[likely]] {
+      return i;
     }
+    const int64_t j = probe(old_slots_, shift_ + 1, key);
+    return j < 0 ? -1 : static_cast<int64_t>(capacity()) + j;
   }
   const Slot* find(const Key& key) const noexcept {
     const int64_t i = find_index(key);
-    return i < 0 ? nullptr : &slots_[static_cast<size_t>(i)];
+    return i < 0 ? nullptr : &at(static_cast<size_t>(i));
   }
-  // The slot's home line, for software prefetching ahead of a lookup.
+  // The slot's home line in the new array, for software prefetching ahead of a lookup.
   const Slot* home_slot(const Key& key) const noexcept { return &slots_[home(key)]; }
 
   // The slot of `key`, inserted (zero but for the key) if absent. Indexes change when the table
   // grows, so use the returned one.
   std::pair<size_t, bool> insert(const Key& key) {
     assert(!is_empty_key(key));
-    if (over_load(size() + 1, capacity())) grow();
+    if (growing()) [[unlikely]] {
+      move_some(kMoveSlotsPerInsert);
+    }
+    if (over_load(size() + 1, capacity())) [[unlikely]] {
+      grow();
+    }
     const size_t mask = capacity() - 1;
     size_t i = home(key);
     size_t d = 0;
@@ -389,19 +481,37 @@ class FlatTable {
       if (s.key == key) return {i, false};
       if (is_empty_key(s.key)) break;
     }
+    if (growing()) [[unlikely]] {
+      const int64_t j = probe(old_slots_, shift_ + 1, key);
+      if (j >= 0) return {capacity() + static_cast<size_t>(j), false};
+    }
     slots_.mut(i).key = key;
     set_distance(i, d);
-    ++meta_.mut(0).count;
+    if (++meta_.mut(0).count == prepare_at_) [[unlikely]] {
+      prepare_next();
+    }
     return {i, true};
   }
 
-  const Slot& at(size_t i) const noexcept { return slots_[i]; }
-  Slot& mut(size_t i) { return slots_.mut(i); }
+  const Slot& at(size_t i) const noexcept {
+    const size_t cap = capacity();
+    return i < cap ? slots_[i] : old_slots_[i - cap];
+  }
+  Slot& mut(size_t i) {
+    const size_t cap = capacity();
+    return i < cap ? slots_.mut(i) : old_slots_.mut(i - cap);
+  }
 
   // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole. With
   // distance bytes the walk reads those, and touches only the slots that move.
   void erase_at(size_t i) {
-    const size_t mask = capacity() - 1;
+    const size_t cap = capacity();
+    if (i >= cap) [[unlikely]] {
+      erase_old(i - cap);
+      --meta_.mut(0).count;
+      return;
+    }
+    const size_t mask = cap - 1;
     size_t hole = i;
     for (size_t k = (i + 1) & mask;; k = (k + 1) & mask) {
       size_t from_home;
@@ -426,33 +536,62 @@ class FlatTable {
     --meta_.mut(0).count;
   }
 
-  // Calls f(slot) for every occupied slot, in slot order.
+  // Calls f(slot) for every occupied slot, in index order.
   template <typename F>
   void for_each(F&& f) const {
-    const size_t n = capacity();
-    for (size_t i = 0; i < n; ++i) {
-      const Slot& s = slots_[i];
-      if (!is_empty_key(s.key)) f(s);
+    for (const TrackedArray<Slot>* a : {&slots_, &old_slots_}) {
+      const size_t n = a->size();
+      for (size_t i = 0; i < n; ++i) {
+        const Slot& s = (*a)[i];
+        if (!is_empty_key(s.key)) f(s);
+      }
     }
   }
 
-  // Restores from the next snapshot regions (slots, then meta), checking what can be checked.
+  // Restores from the next snapshot regions (slots, old slots, then meta), checking what can be
+  // checked.
   absl::Status restore(RegionReader& in);
 
  private:
   struct Meta {
-    uint64_t count = 0;
+    uint64_t count = 0;   // keys, in both arrays
+    uint64_t cursor = 0;  // the next old slot the move looks at
+    uint64_t left = 0;    // old slots it has not looked at (0 when not growing)
   };
 
   size_t home(const Key& key) const noexcept {
     return static_cast<size_t>(Slot::hash(key) >> shift_);
   }
-  void set_shift() noexcept { shift_ = 64 - std::countr_zero(capacity()); }
+  // After the slot array changed size: the hash shift, and when to ask for the next array.
+  void on_capacity() noexcept {
+    const size_t cap = capacity();
+    shift_ = 64 - std::countr_zero(cap);
+    const size_t limit = cap * sizeof(Slot) * 2 <= kSmallTableBytes ? cap / 2 : cap / 4 * 3;
+    prepare_at_ = limit / 3 * 2;
+  }
+  // Two thirds of the way to the load limit: has the next (doubled) arrays faulted in by the
+  // background thread meanwhile (prepare_zeroed), so the growth does not fault on this thread.
+  void prepare_next() {
+    prepare_zeroed(capacity() * 2 * sizeof(Slot));
+    if constexpr (kDistanceBytes) prepare_zeroed(capacity() * 2);
+  }
+
+  // Index of `key` in `a` (a power-of-two array whose homes take the hash's top bits past
+  // `shift`), or -1.
+  static int64_t probe(const TrackedArray<Slot>& a, int shift, const Key& key) noexcept {
+    const size_t mask = a.size() - 1;
+    for (size_t i = static_cast<size_t>(Slot::hash(key) >> shift);; i = (i + 1) & mask) {
+      const Slot& s = a[i];
+      if (s.key == key) return static_cast<int64_t>(i);
+      if (is_empty_key(s.key)) return -1;
+    }
+  }
 
   // distance_[i] (kDistanceBytes only; empty otherwise): 0 if slot i is empty, else 1 + how far
   // the key sits past its home slot, or kFar from kFar - 1 on (the erase then hashes the key). A
   // cache line of it covers 64 slots, so an erase walks its cluster without loading a slot line
-  // per step. Derived from the slots, so not part of a snapshot: grow() and restore() rebuild it.
+  // per step. Derived from the slots, so not part of a snapshot: growth and restore() rebuild
+  // it. Only the new array has them; erases in the old one walk its slots.
   static constexpr uint8_t kFar = 255;
   static uint8_t distance_byte(size_t d) noexcept {
     return d < kFar - 1u ? static_cast<uint8_t>(d + 1) : kFar;
@@ -465,75 +604,186 @@ class FlatTable {
   }
 
   void grow() {
-    const size_t old_cap = capacity();
-    const size_t new_cap = old_cap * 2;
-    auto* block = reinterpret_cast<Slot*>(allocate_zeroed(new_cap * sizeof(Slot)));
-    const int new_shift = 64 - std::countr_zero(new_cap);
-    const size_t mask = new_cap - 1;
-    std::vector<uint8_t> distance(kDistanceBytes ? new_cap : 0, 0);
-    for (size_t i = 0; i < old_cap; ++i) {
-      const Slot& s = slots_[i];
-      if (is_empty_key(s.key)) continue;
-      const size_t h = static_cast<size_t>(Slot::hash(s.key) >> new_shift);
-      size_t j = h;
-      while (!is_empty_key(block[j].key)) j = (j + 1) & mask;
-      block[j] = s;
-      if constexpr (kDistanceBytes) distance[j] = distance_byte((j - h) & mask);
-    }
-    slots_.adopt_block(block, new_cap, new_cap);
-    distance_ = std::move(distance);
-    set_shift();
+    finish_growth();  // never left over with kMoveSlotsPerInsert >= 2; kept for safety
+    const bool at_once = capacity() * sizeof(Slot) < incremental_from_bytes_;
+    start_growth(true);
+    if (at_once) finish_growth();
   }
 
+  // Doubles the slots; the current ones become the old array, whose keys move_some() moves.
+  // under_traffic: the new arrays come from allocate_prepared (faulted in ahead, else in small
+  // pages), not from allocate_zeroed (huge pages, for reserve(), which faults them in itself).
+  void start_growth(bool under_traffic) {
+    const size_t old_cap = capacity();
+    const size_t new_cap = old_cap * 2;
+    const size_t bytes = new_cap * sizeof(Slot);
+    auto* block =
+        reinterpret_cast<Slot*>(under_traffic ? allocate_prepared(bytes) : allocate_zeroed(bytes));
+    old_slots_.take_storage_from(slots_);
+    slots_.adopt_block(block, new_cap, new_cap);
+    if constexpr (kDistanceBytes) distance_ = ZeroedBytes(new_cap, under_traffic);
+    on_capacity();
+    // The move starts after an empty slot (a table under its load limit has one) and takes a
+    // cluster whole, so the slots it has passed are empty and end in an empty one: no key still
+    // in the old array has its home among them, and lookups and erases there stay correct.
+    size_t empty = 0;
+    while (!is_empty_key(old_slots_[empty].key)) ++empty;
+    Meta& m = meta_.mut(0);
+    m.cursor = (empty + 1) & (old_cap - 1);
+    m.left = old_cap - 1;
+  }
+
+  // Moves the keys of the next `budget` old slots, and of the rest of the cluster the last of
+  // them is in, to the new array; releases the old array once every slot is passed.
+  void move_some(size_t budget) {
+    const Meta& now = meta_[0];
+    size_t cursor = now.cursor;
+    size_t left = now.left;
+    const size_t mask = old_slots_.size() - 1;
+    while (left > 0 && budget > 0) {
+      if (!is_empty_key(old_slots_[cursor].key)) {
+        do {
+          place(old_slots_[cursor]);
+          old_slots_.mut(cursor) = Slot{};
+          cursor = (cursor + 1) & mask;
+          --left;
+          if (budget > 1) --budget;
+        } while (left > 0 && !is_empty_key(old_slots_[cursor].key));
+      }
+      if (left == 0) break;
+      cursor = (cursor + 1) & mask;  // an empty slot
+      --left;
+      --budget;
+    }
+    Meta& m = meta_.mut(0);
+    m.cursor = left > 0 ? cursor : 0;
+    m.left = left;
+    if (left == 0) old_slots_.release_later();
+  }
+  // Puts a key from the old array into the new one (where it is not).
+  void place(const Slot& s) {
+    const size_t mask = capacity() - 1;
+    const size_t h = home(s.key);
+    size_t j = h;
+    while (!is_empty_key(slots_[j].key)) j = (j + 1) & mask;
+    slots_.mut(j) = s;
+    set_distance(j, (j - h) & mask);
+  }
+  // erase_at for old slot i: the same backward shift, over the old array's slots.
+  void erase_old(size_t i) {
+    const size_t mask = old_slots_.size() - 1;
+    size_t hole = i;
+    for (size_t k = (i + 1) & mask;; k = (k + 1) & mask) {
+      const Slot& s = old_slots_[k];
+      if (is_empty_key(s.key)) break;
+      const size_t from_home = (k - static_cast<size_t>(Slot::hash(s.key) >> (shift_ + 1))) & mask;
+      if (from_home >= ((k - hole) & mask)) {
+        old_slots_.mut(hole) = s;
+        hole = k;
+      }
+    }
+    old_slots_.mut(hole) = Slot{};
+  }
+
+  // Checks that every key of `a` sits where a lookup finds it (at its home slot or after it
+  // with no empty slot between; homes from the hash's top bits past `shift`); returns how many
+  // keys it holds. set_distances: rebuild distance_ from it (the new array).
+  absl::StatusOr<size_t> check_layout(const TrackedArray<Slot>& a, int shift, bool set_distances);
+
   TrackedArray<Slot> slots_;
+  TrackedArray<Slot> old_slots_;  // while growing: the slots before the doubling
   TrackedArray<Meta> meta_;
-  std::vector<uint8_t> distance_;
+  ZeroedBytes distance_;
   int shift_ = 64;
+  size_t prepare_at_ = 0;  // the key count at which to prepare_next()
+  size_t incremental_from_bytes_;
 };
 
 template <typename Slot>
-absl::Status FlatTable<Slot>::restore(RegionReader& in) {
-  const std::span<const std::byte> slots = in.next();
-  const std::span<const std::byte> meta = in.next();
-  const size_t n = slots.size() / sizeof(Slot);
-  if (n < kMinCapacity || !std::has_single_bit(n) || slots.size() % sizeof(Slot) != 0) {
-    return absl::DataLossError(slots_.name() + ": slot array size is not a power of two");
-  }
-  if (meta.size() != sizeof(Meta)) return absl::DataLossError(meta_.name() + ": bad size");
-  Meta m;
-  std::memcpy(&m, meta.data(), sizeof(Meta));
-  if (m.count * 4 > n * 3) return absl::DataLossError(meta_.name() + ": count over the load limit");
-  if (absl::Status s = slots_.assign_bytes(slots, n); !s.ok()) return s;
-  if (absl::Status s = meta_.assign_bytes(meta, 1); !s.ok()) return s;
-  set_shift();
-  // Every key must sit where a lookup of it looks: at its home slot or after it with no empty
-  // slot between. One pass from an empty slot (a table under its load limit has one), tracking
-  // where the current cluster began. A table laid out by another hash, or damaged, is refused
-  // here instead of restoring keys that lookups then miss.
+absl::StatusOr<size_t> FlatTable<Slot>::check_layout(const TrackedArray<Slot>& a, int shift,
+                                                     bool set_distances) {
+  // One pass from an empty slot (a table under its load limit has one), tracking where the
+  // current cluster began. A table laid out by another hash, or damaged, is refused here
+  // instead of restoring keys that lookups then miss.
+  const size_t n = a.size();
   const size_t mask = n - 1;
-  if constexpr (kDistanceBytes) distance_.assign(n, 0);
   size_t empty = 0;
-  while (empty < n && !is_empty_key(slots_[empty].key)) ++empty;
-  if (empty == n) return absl::DataLossError(slots_.name() + ": no empty slot");
+  while (empty < n && !is_empty_key(a[empty].key)) ++empty;
+  if (empty == n) return absl::DataLossError(a.name() + ": no empty slot");
   size_t occupied = 0;
   size_t cluster = (empty + 1) & mask;  // first slot of the current cluster
   for (size_t step = 1; step < n; ++step) {
     const size_t i = (empty + step) & mask;
-    const Slot& s = slots_[i];
+    const Slot& s = a[i];
     if (is_empty_key(s.key)) {
       cluster = (i + 1) & mask;
       continue;
     }
     ++occupied;
-    const size_t d = (i - home(s.key)) & mask;
+    const size_t d = (i - static_cast<size_t>(Slot::hash(s.key) >> shift)) & mask;
     if (d > ((i - cluster) & mask)) {
-      return absl::DataLossError(absl::StrCat(slots_.name(), ": the key in slot ", i,
+      return absl::DataLossError(absl::StrCat(a.name(), ": the key in slot ", i,
                                               " is not where a lookup finds it (a table written "
                                               "with another hash function, or damaged)"));
     }
-    set_distance(i, d);
+    if (set_distances) set_distance(i, d);
   }
-  if (occupied != m.count) {
+  return occupied;
+}
+
+template <typename Slot>
+absl::Status FlatTable<Slot>::restore(RegionReader& in) {
+  const std::span<const std::byte> slots = in.next();
+  const std::span<const std::byte> old = in.next();
+  const std::span<const std::byte> meta = in.next();
+  const size_t n = slots.size() / sizeof(Slot);
+  if (n < kMinCapacity || !std::has_single_bit(n) || slots.size() % sizeof(Slot) != 0) {
+    return absl::DataLossError(slots_.name() + ": slot array size is not a power of two");
+  }
+  const size_t old_n = old.size() / sizeof(Slot);
+  if (old.size() % sizeof(Slot) != 0 || (old_n != 0 && old_n * 2 != n)) {
+    return absl::DataLossError(old_slots_.name() + ": not half the slots");
+  }
+  if (meta.size() != sizeof(Meta)) return absl::DataLossError(meta_.name() + ": bad size");
+  Meta m;
+  std::memcpy(&m, meta.data(), sizeof(Meta));
+  if (m.count * 4 > n * 3) return absl::DataLossError(meta_.name() + ": count over the load limit");
+  if (old_n == 0 ? (m.cursor != 0 || m.left != 0)
+                 : (m.cursor >= old_n || m.left == 0 || m.left >= old_n)) {
+    return absl::DataLossError(meta_.name() + ": the growth cursor is out of range");
+  }
+  if (absl::Status s = slots_.assign_bytes(slots, n); !s.ok()) return s;
+  if (old_n == 0) {
+    old_slots_.release();
+  } else if (absl::Status s = old_slots_.assign_bytes(old, old_n); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = meta_.assign_bytes(meta, 1); !s.ok()) return s;
+  on_capacity();
+  if constexpr (kDistanceBytes) distance_ = ZeroedBytes(n);
+  absl::StatusOr<size_t> occupied = check_layout(slots_, shift_, true);
+  if (!occupied.ok()) return occupied.status();
+  if (old_n != 0) {
+    // The slots the move has passed, and the empty one it started after, hold no key; every key
+    // left is in the old array only.
+    const size_t mask = old_n - 1;
+    const size_t passed = old_n - 1 - m.left;
+    for (size_t k = 0; k <= passed; ++k) {
+      if (!is_empty_key(old_slots_[(m.cursor - 1 - k) & mask].key)) {
+        return absl::DataLossError(old_slots_.name() + ": a key behind the growth cursor");
+      }
+    }
+    absl::StatusOr<size_t> old_occupied = check_layout(old_slots_, shift_ + 1, false);
+    if (!old_occupied.ok()) return old_occupied.status();
+    bool twice = false;
+    for (size_t k = 0; k < old_n && !twice; ++k) {
+      const Slot& s = old_slots_[k];
+      twice = !is_empty_key(s.key) && probe(slots_, shift_, s.key) >= 0;
+    }
+    if (twice) return absl::DataLossError(old_slots_.name() + ": a key in both arrays");
+    *occupied += *old_occupied;
+  }
+  if (*occupied != m.count) {
     return absl::DataLossError(meta_.name() + ": count does not match the occupied slots");
   }
   return absl::OkStatus();

@@ -3,6 +3,7 @@
 #include "pipeline/state_store.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -11,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -50,10 +52,12 @@ struct Entry {
   int64_t amount = 0;
 };
 
+// incremental_from_bytes: SIZE_MAX grows every table at once, 0 grows every one incrementally.
 template <typename Slot>
-void check_table_against_model(uint64_t seed, uint64_t key_range, int ops) {
+void check_table_against_model(uint64_t seed, uint64_t key_range, int ops,
+                               size_t incremental_from_bytes) {
   StateStore store;
-  FlatTable<Slot> table(store.capture(), "t");
+  FlatTable<Slot> table(store.capture(), "t", incremental_from_bytes);
   std::map<uint64_t, uint64_t> model;
   std::mt19937_64 rng(seed);
   for (int op = 0; op < ops; ++op) {
@@ -90,22 +94,89 @@ void check_table_against_model(uint64_t seed, uint64_t key_range, int ops) {
   }
 }
 
+// Each check runs with growth at once and with incremental growth (keys found in either array,
+// inserted into the new one, erased from either while the move goes on).
+constexpr size_t kAtOnce = SIZE_MAX;
+constexpr size_t kIncremental = 0;
+
 TEST(FlatTable, RandomInsertsAndErasesMatchAStdMapThroughGrowth) {
-  check_table_against_model<KvSlot>(1, 3'000, 40'000);
-  check_table_against_model<WithDistanceBytes<KvSlot>>(1, 3'000, 40'000);
+  for (size_t from : {kAtOnce, kIncremental}) {
+    SCOPED_TRACE(from);
+    check_table_against_model<KvSlot>(1, 3'000, 40'000, from);
+    check_table_against_model<WithDistanceBytes<KvSlot>>(1, 3'000, 40'000, from);
+  }
 }
 
 TEST(FlatTable, BackwardShiftKeepsEveryKeyReachableInCollidingClusters) {
   // Every key hashes to one of 16 homes: long clusters that wrap around the end of the array.
-  check_table_against_model<CollidingSlot>(2, 200, 20'000);
-  check_table_against_model<WithDistanceBytes<CollidingSlot>>(2, 200, 20'000);
+  for (size_t from : {kAtOnce, kIncremental}) {
+    SCOPED_TRACE(from);
+    check_table_against_model<CollidingSlot>(2, 200, 20'000, from);
+    check_table_against_model<WithDistanceBytes<CollidingSlot>>(2, 200, 20'000, from);
+  }
 }
 
 TEST(FlatTable, KeysFarBeyondTheirHomeAreStillShiftedBackCorrectly) {
   // 700 keys over 16 homes: one cluster hundreds of slots long, so many keys sit further from
   // their home than a distance byte counts, and erase must hash those keys to move them.
-  check_table_against_model<CollidingSlot>(3, 700, 6'000);
-  check_table_against_model<WithDistanceBytes<CollidingSlot>>(3, 700, 6'000);
+  for (size_t from : {kAtOnce, kIncremental}) {
+    SCOPED_TRACE(from);
+    check_table_against_model<CollidingSlot>(3, 700, 6'000, from);
+    check_table_against_model<WithDistanceBytes<CollidingSlot>>(3, 700, 6'000, from);
+  }
+}
+
+// A large table's growth is spread over the inserts that follow it: the old keys stay findable
+// (at indexes from capacity() on) until moved, and the move ends within capacity / 16 inserts,
+// long before the doubled table reaches its own limit.
+TEST(FlatTable, GrowthMovesTheOldKeysOverManyInsertsNotInOne) {
+  StateStore store;
+  FlatTable<KvSlot> table(store.capture(), "t");
+  uint64_t next = 1;
+  auto add = [&] {
+    const uint64_t k = next++;
+    table.mut(table.insert(k).first).value = k + 1;
+  };
+  // Tables under kIncrementalFromBytes grow at once.
+  while (table.capacity() * sizeof(KvSlot) < FlatTable<KvSlot>::kIncrementalFromBytes) {
+    add();
+    ASSERT_FALSE(table.growing());
+  }
+  // Fill to the limit, then one more: the growth starts.
+  const size_t old_cap = table.capacity();
+  while (!table.growing()) add();
+  ASSERT_EQ(table.capacity(), old_cap * 2);
+  size_t in_old = 0;
+  for (uint64_t k = 1; k < next; ++k) {
+    const int64_t i = table.find_index(k);
+    ASSERT_GE(i, 0) << k;
+    in_old += static_cast<size_t>(i) >= table.capacity();
+    ASSERT_EQ(table.at(static_cast<size_t>(i)).value, k + 1) << k;
+  }
+  EXPECT_GT(in_old, old_cap / 4);  // most keys are still in the old array after that insert
+  // Erasing keys meanwhile, in either array, keeps the rest reachable.
+  const uint64_t erased_below = next;
+  for (uint64_t k = 1; k < erased_below; k += 5) {
+    table.erase_at(static_cast<size_t>(table.find_index(k)));
+  }
+  size_t inserts = 0;
+  while (table.growing()) {
+    add();
+    ++inserts;
+  }
+  EXPECT_GT(inserts, 1u);
+  EXPECT_LE(inserts, old_cap / FlatTable<KvSlot>::kMoveSlotsPerInsert + 1);
+  EXPECT_EQ(table.index_end(), table.capacity());
+  EXPECT_EQ(table.size(), next - 1 - (erased_below + 3) / 5);
+  for (uint64_t k = 1; k < next; ++k) {
+    const KvSlot* s = table.find(k);
+    if (k < erased_below && k % 5 == 1) {
+      EXPECT_EQ(s, nullptr) << k;
+    } else {
+      ASSERT_NE(s, nullptr) << k;
+      EXPECT_EQ(s->value, k + 1);
+    }
+  }
 }
 
 // A slot whose home, in a table of 1024 slots, is key >> 16: tests place keys exactly.
@@ -194,6 +265,23 @@ TEST(FlatTable, EraseLeavesNoTombstonesSoAnEmptiedTableIsAllZero) {
   for (uint64_t k = 1; k <= 10; ++k) table.erase_at(static_cast<size_t>(table.find_index(k)));
   EXPECT_EQ(table.size(), 0u);
   for (size_t i = 0; i < table.capacity(); ++i) EXPECT_EQ(table.at(i).key, 0u) << i;
+}
+
+// allocate_prepared's block is zeroed and whole whether the background thread had it ready (a
+// prepared block, taken) or not (fresh small pages), and can be released either way.
+TEST(AllocatePrepared, BlocksAreZeroedWhetherPreparedInTimeOrNot) {
+  for (size_t bytes : {size_t{3} << 20, size_t{5} << 20, size_t{1} << 10}) {
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      SCOPED_TRACE(bytes);
+      prepare_zeroed(bytes);
+      if (attempt == 1) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      std::byte* p = allocate_prepared(bytes);
+      ASSERT_NE(p, nullptr);
+      EXPECT_TRUE(std::all_of(p, p + bytes, [](std::byte b) { return b == std::byte{0}; }));
+      std::memset(p, 0xab, bytes);
+      release_zeroed_later(p, bytes);
+    }
+  }
 }
 
 // ---- HistoryState ----------------------------------------------------------------------------
@@ -664,7 +752,7 @@ TEST(StateCapture, ADamagedDirectoryOrRegionIsRejectedNotTrusted) {
     auto regions = b.store.capture().parse_directory(image);
     ASSERT_TRUE(regions.ok());
     std::vector<std::byte> bad = image;
-    const auto& slots = (*regions)[2];  // history.slots (after table.slots, table.meta)
+    const auto& slots = (*regions)[3];  // history.slots (after table.slots, .old_slots, .meta)
     bool damaged = false;
     for (uint64_t off = slots.offset; off < slots.offset + slots.bytes && !damaged; off += 64) {
       uint32_t count;
@@ -699,6 +787,112 @@ absl::Status restore_table(const std::vector<std::byte>& image, FlatTable<Slot>&
   if (!regions.ok()) return regions.status();
   RegionReader in(image, *regions);
   return into.restore(in);
+}
+
+// A table that is growing: both arrays and the move's cursor are state. Keys 1..n, n the first
+// count at which the table grows (incrementally: threshold 0), then `extra` more.
+struct GrowingTable {
+  explicit GrowingTable(size_t chunk = 1024) : store(StateStore::Options{.chunk_bytes = chunk}) {}
+  StateStore store;
+  FlatTable<CollidingSlot> table{store.capture(), "t", 0};
+  uint64_t next = 1;
+  void add() {
+    const uint64_t k = next++;
+    table.mut(table.insert(k).first).value = k + 1;
+  }
+  void grow_to(size_t capacity, int extra) {
+    while (table.capacity() < capacity || !table.growing()) add();
+    for (int i = 0; i < extra; ++i) add();
+  }
+  // Inserts and erases, the same for the same seed.
+  void mutate(std::mt19937_64& rng, int ops) {
+    for (int i = 0; i < ops; ++i) {
+      if (rng() % 4 == 0) {
+        const int64_t at = table.find_index(1 + rng() % (next - 1));
+        if (at >= 0) table.erase_at(static_cast<size_t>(at));
+      } else {
+        add();
+      }
+    }
+  }
+};
+
+TEST(StateCapture, AnImageTakenWhileATableGrowsRestoresAndEvolvesIdentically) {
+  GrowingTable a;
+  a.grow_to(512, 3);
+  ASSERT_TRUE(a.table.growing());
+  const std::vector<std::byte> image = capture_image(a.store);
+
+  GrowingTable b;
+  ASSERT_TRUE(restore_table(image, b.table, b.store).ok());
+  b.next = a.next;
+  ASSERT_TRUE(b.table.growing());
+  EXPECT_EQ(capture_image(b.store), image);
+  for (uint64_t k = 1; k < a.next; ++k) {
+    const CollidingSlot* s = b.table.find(k);
+    ASSERT_NE(s, nullptr) << k;
+    EXPECT_EQ(s->value, k + 1);
+  }
+  // Same operations: the same bytes, while the move goes on and after it ends.
+  std::mt19937_64 ra(11), rb(11);
+  for (int round = 0; round < 20; ++round) {
+    a.mutate(ra, 5);
+    b.mutate(rb, 5);
+    ASSERT_EQ(capture_image(a.store), capture_image(b.store)) << "round " << round;
+  }
+  EXPECT_FALSE(a.table.growing());
+}
+
+TEST(StateCapture, AnImageTakenWhileATableGrowsEqualsTheStateAtBeginDespiteTheMove) {
+  GrowingTable s(64);
+  s.grow_to(512, 1);
+  const std::vector<std::byte> want = capture_image(s.store);
+  StateCapture& c = s.store.capture();
+  std::vector<std::byte> image(c.image_bytes());
+  c.begin(image.data(), image.size());
+  std::mt19937_64 rng(12);
+  // Every insert moves old keys: writes to both arrays that must copy their chunks first.
+  while (c.active()) {
+    s.mutate(rng, 3);
+    c.copy_some(64);
+  }
+  EXPECT_FALSE(s.table.growing());
+  ASSERT_TRUE(c.complete());
+  const auto [p, n] = c.take();
+  ASSERT_EQ(n, want.size());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), p));
+}
+
+TEST(StateCapture, ADamagedGrowthCursorOrAKeyBehindItIsRefused) {
+  GrowingTable a;
+  a.grow_to(512, 3);
+  const std::vector<std::byte> image = capture_image(a.store);
+  auto regions = a.store.capture().parse_directory(image);
+  ASSERT_TRUE(regions.ok());
+  const auto& old = (*regions)[1];   // t.old_slots
+  const auto& meta = (*regions)[2];  // t.meta: count, cursor, left
+  ASSERT_EQ(old.bytes, 256 * sizeof(CollidingSlot));
+  uint64_t cursor;
+  std::memcpy(&cursor, image.data() + meta.offset + 8, 8);
+  {
+    std::vector<std::byte> bad = image;
+    const uint64_t out_of_range = 256;
+    std::memcpy(bad.data() + meta.offset + 8, &out_of_range, 8);
+    GrowingTable b;
+    const absl::Status s = restore_table(bad, b.table, b.store);
+    EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+    EXPECT_NE(s.message().find("growth cursor is out of range"), std::string_view::npos) << s;
+  }
+  {
+    // A key in the slot the move has just passed: a lookup would never reach it.
+    std::vector<std::byte> bad = image;
+    const uint64_t key = 100'000;
+    std::memcpy(bad.data() + old.offset + ((cursor + 255) % 256) * sizeof(CollidingSlot), &key, 8);
+    GrowingTable b;
+    const absl::Status s = restore_table(bad, b.table, b.store);
+    EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+    EXPECT_NE(s.message().find("behind the growth cursor"), std::string_view::npos) << s;
+  }
 }
 
 // KvSlot's layout under the mixer state_hash replaced: what an older build's snapshot holds.
