@@ -109,7 +109,8 @@ class TrackedArrayBase {
   // not copied of this array first.
   void adopt(std::byte* data, size_t capacity, size_t size);
   // Grows to at least `capacity` elements keeping [0, keep); new elements are zero.
-  void reallocate(size_t capacity, size_t keep);
+  // prepared: the block comes from allocate_prepared (an array grown under traffic).
+  void reallocate(size_t capacity, size_t keep, bool prepared = false);
   // Replaces the contents with `bytes` (a whole number of elements), capacity >= their count.
   absl::Status assign(std::span<const std::byte> bytes, size_t capacity);
   // Releases the storage (release_zeroed_later): no elements, no capacity. A snapshot in
@@ -303,6 +304,10 @@ class TrackedArray final : public TrackedArrayBase {
   void reserve(size_t n, size_t keep) {
     if (n > capacity_) reallocate(n, keep);
   }
+  // reserve() under traffic: the new block is one prepare_zeroed asked for, if ready.
+  void grow_prepared(size_t n, size_t keep) {
+    if (n > capacity_) reallocate(n, keep, true);
+  }
   // Takes over a block from allocate_zeroed of `capacity` elements, `size` of them in use.
   void adopt_block(T* block, size_t capacity, size_t size) {
     adopt(reinterpret_cast<std::byte*>(block), capacity, size);
@@ -487,7 +492,8 @@ class FlatTable {
     }
     slots_.mut(i).key = key;
     set_distance(i, d);
-    if (++meta_.mut(0).count == prepare_at_) [[unlikely]] {
+    if (++meta_.mut(0).count == prepare_at_ && prepared_for_ != capacity()) [[unlikely]] {
+      prepared_for_ = capacity();
       prepare_next();
     }
     return {i, true};
@@ -695,7 +701,8 @@ class FlatTable {
   TrackedArray<Meta> meta_;
   ZeroedBytes distance_;
   int shift_ = 64;
-  size_t prepare_at_ = 0;  // the key count at which to prepare_next()
+  size_t prepare_at_ = 0;    // the key count at which to prepare_next()
+  size_t prepared_for_ = 0;  // the capacity whose successor was asked for
   size_t incremental_from_bytes_;
 };
 
@@ -1041,7 +1048,12 @@ class HistoryState {
       const size_t used = pool_.size();
       if (used + units > kNil) abort_pool_full();
       if (used + units > pool_.capacity()) {
-        pool_.reserve(std::max(used + units, std::max<size_t>(pool_.capacity() * 2, 1024)), used);
+        pool_.grow_prepared(next_pool_capacity(used + units), used);
+      } else if (used + units > pool_.capacity() / 4 * 3 && prepared_for_ != pool_.capacity())
+          [[unlikely]] {
+        // Three quarters full: have the next pool faulted in ahead (prepare_zeroed).
+        prepared_for_ = pool_.capacity();
+        prepare_zeroed(next_pool_capacity(pool_.capacity() + 1) * sizeof(Entry));
       }
       pool_.set_size(used + units);
       run = static_cast<uint32_t>(used);
@@ -1063,10 +1075,15 @@ class HistoryState {
     return to;
   }
   [[noreturn]] static void abort_pool_full();
+  // The pool's capacity once it must hold `units`: doubled at least.
+  size_t next_pool_capacity(size_t units) const noexcept {
+    return std::max(units, std::max<size_t>(pool_.capacity() * 2, 1024));
+  }
 
   FlatTable<Slot> table_;
   TrackedArray<Entry> pool_;
   TrackedArray<Meta> meta_;
+  size_t prepared_for_ = 0;  // the pool capacity whose successor was asked for
 };
 
 [[noreturn]] void abort_state_pool_full();
@@ -1302,8 +1319,12 @@ class TimerQueue {
     return m.fifo_count + m.heap_size > 0 && m.last == t;
   }
   void push_fifo(Timer t) {
-    if (meta_[0].fifo_count == ring_.size()) [[unlikely]] {
+    const uint64_t count = meta_[0].fifo_count;
+    if (count == ring_.size()) [[unlikely]] {
       grow_ring(2 * ring_.size());
+    } else if (count == ring_.size() / 4 * 3 && prepared_for_ != ring_.size()) [[unlikely]] {
+      prepared_for_ = ring_.size();
+      prepare_zeroed(2 * ring_.size() * sizeof(Timer));  // the next ring, faulted in ahead
     }
     const Meta& m = meta_[0];
     ring_.mut((m.fifo_head + m.fifo_count) & (ring_.size() - 1)) = t;
@@ -1322,6 +1343,7 @@ class TimerQueue {
   TrackedArray<Timer> ring_;
   TrackedArray<Timer> heap_;
   TrackedArray<Meta> meta_;
+  size_t prepared_for_ = 0;  // the ring size whose successor was asked for
 };
 
 // One shard's store: the capture and, through it, every array of every state object built on
