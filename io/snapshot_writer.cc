@@ -94,7 +94,15 @@ ImageBuffer SnapshotWriter::acquire(size_t bytes) {
     }
   }
   // A quarter of headroom, so a slowly growing state does not need a new buffer every time.
+  unprepared_acquires_.fetch_add(1, std::memory_order_acq_rel);
   return allocate(bytes + bytes / 4, false);
+}
+
+size_t SnapshotWriter::largest_pooled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t largest = 0;
+  for (const ImageBuffer& b : free_) largest = std::max(largest, b.capacity);
+  return largest;
 }
 
 void SnapshotWriter::release(ImageBuffer buffer) {

@@ -83,6 +83,13 @@ class SnapshotWriter {
   const std::string& dir() const { return options_.dir; }
   int64_t written() const { return written_.load(std::memory_order_acquire); }
   int64_t failed() const { return failed_.load(std::memory_order_acquire); }
+  // acquire() calls that found no pooled buffer big enough and mapped a fresh one (whose pages
+  // then fault in on the caller's thread).
+  int64_t unprepared_acquires() const {
+    return unprepared_acquires_.load(std::memory_order_acquire);
+  }
+  // The largest buffer in the pool now (0: none).
+  size_t largest_pooled() const;
   // Wall time of the last write (seal + write + fsync + rename + prune), ns.
   int64_t last_write_ns() const { return last_write_ns_.load(std::memory_order_acquire); }
 
@@ -101,7 +108,7 @@ class SnapshotWriter {
 
   const WriterOptions options_;
   std::mutex io_mu_;  // one file write at a time (the thread's or write_now's)
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable wake_;  // the thread waits here for jobs
   std::condition_variable idle_;  // flush waits here
   std::deque<Job> jobs_;
@@ -113,6 +120,7 @@ class SnapshotWriter {
   absl::Status first_error_;
   std::atomic<int64_t> written_{0};
   std::atomic<int64_t> failed_{0};
+  std::atomic<int64_t> unprepared_acquires_{0};
   std::atomic<int64_t> last_write_ns_{0};
   std::thread thread_;
 };

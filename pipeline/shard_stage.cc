@@ -84,7 +84,25 @@ ShardStage::ShardStage(InputRing& input, std::vector<const Sequence*> dependents
   shard_.set_sink(sink_);
   // Have a buffer faulted in before the first barrier: first-touch page faults in a fresh image
   // would otherwise land on the shard's thread, inside copy-on-write copies.
-  if (writer_ != nullptr) writer_->prepare(shard_.capture().image_bytes());
+  if (writer_ != nullptr) prepare_image(shard_.capture().image_bytes());
+}
+
+void ShardStage::prepare_image(size_t bytes) {
+  writer_->prepare(bytes);
+  prepared_image_bytes_ = bytes + bytes / 4;  // what SnapshotWriter allocates for `bytes`
+}
+
+void ShardStage::keep_image_prepared(int64_t events) {
+  // A state that grows between two snapshots (new keys, a table doubling) would outgrow the
+  // buffer asked for at the last one; the next barrier would then map a fresh one and take its
+  // page faults here, inside copy-on-write copies. Checked every 64Ki events: image_bytes() sums
+  // a few dozen array sizes.
+  constexpr int64_t kCheckEvents = 65'536;
+  events_since_size_check_ += events;
+  if (events_since_size_check_ < kCheckEvents) return;
+  events_since_size_check_ = 0;
+  const size_t bytes = shard_.capture().image_bytes();
+  if (bytes > prepared_image_bytes_) prepare_image(bytes);
 }
 
 ShardStage::~ShardStage() {
@@ -109,7 +127,7 @@ void ShardStage::hand_over_if_complete() {
   writer_->submit(header_, buffer_, size);
   buffer_ = {};
   // The next snapshot's buffer, faulted in by the writer thread in the meantime.
-  writer_->prepare(size);
+  prepare_image(size);
   capturing_ = false;
   last_snapshot_sequence_ = header_.sequence;
   counters_->snapshots_taken.add();
@@ -175,6 +193,7 @@ int ShardStage::do_work() {
     }
     next_ = s;
     sequence_.set(s - 1);
+    if (writer_ != nullptr && !capturing_) keep_image_prepared(work);
   }
   if (capturing_) {
     StateCapture& c = shard_.capture();

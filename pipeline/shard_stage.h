@@ -144,6 +144,10 @@ class ShardStage final : public Agent {
   void begin_snapshot(int64_t sequence);
   void hand_over_if_complete();
   void record_stall(int64_t ns);
+  // Asks the writer for an image buffer of the state's size plus a quarter.
+  void prepare_image(size_t bytes);
+  // Between snapshots: asks again once the state has outgrown the buffer asked for.
+  void keep_image_prepared(int64_t events);
 
   InputRing& input_;
   SequenceBarrier<SingleProducerSequencer> barrier_;
@@ -166,6 +170,8 @@ class ShardStage final : public Agent {
   int64_t stall_ns_ = 0;     // max per pass, this snapshot
   int64_t extra_ticks_ = 0;  // snapshot work outside the capture's own accounting this pass
   int64_t last_snapshot_sequence_ = -1;
+  size_t prepared_image_bytes_ = 0;  // the capacity of the buffer last asked for
+  int64_t events_since_size_check_ = 0;
 };
 
 }  // namespace sluice

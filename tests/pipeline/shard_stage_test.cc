@@ -3,6 +3,7 @@
 #include "pipeline/shard_stage.h"
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -178,6 +179,48 @@ class ShardStageSnapshot : public ::testing::Test {
 // slice per pass: each capture spans hundreds of passes while the events keep writing to the
 // state, so most chunks are copied by copy-on-write. Each file must hold the state exactly as
 // of its barrier, and recovery from it must equal a replay from scratch.
+// A state that grows between barriers (here from nothing to some 3 MB) outgrows the image
+// buffer asked for at start: the stage asks for a bigger one while it runs, so the barrier's
+// capture finds it ready instead of mapping a fresh buffer and faulting its pages in on the
+// shard's thread, inside copy-on-write copies.
+TEST_F(ShardStageSnapshot, AGrowingStateHasItsNextImageBufferPreparedBeforeTheBarrier) {
+  const auto events = testing::random_events(300'000, 23, 1'000'000);
+  auto writer = snapshot::SnapshotWriter::start({.dir = root_ + "/snapshots", .keep = 10});
+  ASSERT_TRUE(writer.ok());
+  IdleWaitStrategy wait(IdleConfig{.kind = IdleKind::kYield});
+  InputRing input(16'384, wait);
+  OutputRing output(1 << 20, wait);  // no consumer: room for every answer
+  Collected unused;
+  Shard shard(ProcessorConfig{}, 0, 1, unused);
+  ShardStage stage(input, {}, shard, output, writer->get(), nullptr, ShardStageOptions{});
+  const size_t initial = shard.capture().image_bytes();
+  size_t k = 0;
+  auto feed = [&](size_t until, bool barrier_last) {
+    while (k < until) {
+      for (int j = 0; j < 512 && k < until; ++j, ++k) {
+        const int64_t s = input.next();
+        fill(input[s], events[k], static_cast<int64_t>(k + 1), barrier_last && k + 1 == until);
+        input.publish(s);
+      }
+      while (stage.sequence().get() < static_cast<int64_t>(k) - 1) stage.do_work();
+    }
+  };
+  feed(events.size() - 1, false);
+  const size_t grown = shard.capture().image_bytes();
+  ASSERT_GT(grown, initial * 4);
+  ASSERT_GT(grown, size_t{2} << 20) << grown;  // beyond the first buffer (2 MiB granules)
+  // The writer thread populates the bigger buffer meanwhile.
+  for (int i = 0; i < 500 && (*writer)->largest_pooled() < grown; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_GE((*writer)->largest_pooled(), grown);
+  feed(events.size(), true);
+  while (stage.snapshot_in_progress()) stage.do_work();
+  ASSERT_TRUE((*writer)->flush().ok());
+  EXPECT_EQ(stage.counters().snapshots_taken.get(), 1);
+  EXPECT_EQ((*writer)->unprepared_acquires(), 0);
+}
+
 TEST_F(ShardStageSnapshot, CapturesSpreadOverManyPassesHoldTheStateAsOfTheirBarrier) {
   const auto events = testing::random_events(12'000, 22, 400);
   const std::string journal = root_ + "/journal";
