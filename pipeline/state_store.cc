@@ -95,7 +95,7 @@ class Prefaulter {
     return nullptr;
   }
 
-  // Unmaps a block on the background thread (tens of ms for a few hundred MB of small pages).
+  // Unmaps a block on the background thread (milliseconds to tens of ms for hundreds of MB).
   void release(std::byte* p, size_t bytes) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -196,12 +196,13 @@ void prepare_zeroed(size_t bytes) {
   if (bytes >= kMmapThreshold) Prefaulter::instance().request(bytes);
 }
 
-std::byte* allocate_prepared(size_t bytes) {
+std::byte* allocate_prepared(size_t bytes, bool small_pages) {
   if (bytes < kMmapThreshold) return allocate_zeroed(bytes);
   if (std::byte* p = Prefaulter::instance().take(bytes)) return p;
-  // Not ready: small pages, each faulted in by its first write (~2 us here), where a huge page
-  // takes ~5 ms on a KVM guest whose free memory went back to the host.
-  std::byte* p = map_zeroed(bytes, false);
+  // Not ready. Small pages fault in ~2 us each here, a huge page ~5 ms (a KVM guest whose free
+  // memory went back to the host), but small pages cost a table read at random its TLB reach
+  // for as long as it lives: processor_bench's fraud shard ran 10-25 % slower on them.
+  std::byte* p = map_zeroed(bytes, !small_pages);
   if (p == nullptr) throw std::bad_alloc();
   return p;
 }
@@ -544,7 +545,7 @@ void TimerQueue::grow_ring(size_t capacity) {
   const Meta& m = meta_[0];
   const size_t cap = ring_.size();
   // Read in order, so small pages cost it no TLB misses to speak of.
-  auto* block = reinterpret_cast<Timer*>(allocate_prepared(capacity * sizeof(Timer)));
+  auto* block = reinterpret_cast<Timer*>(allocate_prepared(capacity * sizeof(Timer), true));
   for (size_t i = 0; i < m.fifo_count; ++i) block[i] = ring_[(m.fifo_head + i) & (cap - 1)];
   ring_.adopt_block(block, capacity, capacity);
   meta_.mut(0).fifo_head = 0;

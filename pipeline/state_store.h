@@ -66,10 +66,12 @@ void release_zeroed(std::byte* p, size_t bytes) noexcept;
 // thread, for a later allocate_prepared of exactly that size to take instead of faulting its
 // pages in on the caller's thread.
 void prepare_zeroed(size_t bytes);
-// Zeroed memory, like allocate_zeroed: the block prepare_zeroed prepared if it is ready, else
-// fresh small pages (each faulted in on its first write: microseconds, never the milliseconds a
-// fresh huge page can take). For arrays replaced under traffic.
-std::byte* allocate_prepared(size_t bytes);
+// Zeroed memory, like allocate_zeroed: the block prepare_zeroed prepared if it is ready, else a
+// fresh mapping, in huge pages (as allocate_zeroed: fewer TLB misses for arrays read at random,
+// but each faults in on this thread on its first write, milliseconds on a VM) or, small_pages,
+// in 4 KiB pages (microseconds each; for arrays read in order). For arrays replaced under
+// traffic.
+std::byte* allocate_prepared(size_t bytes, bool small_pages = false);
 // release_zeroed, with a large block unmapped by the background thread.
 void release_zeroed_later(std::byte* p, size_t bytes) noexcept;
 
@@ -458,8 +460,7 @@ class FlatTable {
     if (i >= 0 || !growing()) [[likely]] {
       return i;
     }
-    const int64_t j = probe(old_slots_, shift_ + 1, key);
-    return j < 0 ? -1 : static_cast<int64_t>(capacity()) + j;
+    return find_old(key);
   }
   const Slot* find(const Key& key) const noexcept {
     const int64_t i = find_index(key);
@@ -487,8 +488,8 @@ class FlatTable {
       if (is_empty_key(s.key)) break;
     }
     if (growing()) [[unlikely]] {
-      const int64_t j = probe(old_slots_, shift_ + 1, key);
-      if (j >= 0) return {capacity() + static_cast<size_t>(j), false};
+      const int64_t j = find_old(key);
+      if (j >= 0) return {static_cast<size_t>(j), false};
     }
     slots_.mut(i).key = key;
     set_distance(i, d);
@@ -501,11 +502,17 @@ class FlatTable {
 
   const Slot& at(size_t i) const noexcept {
     const size_t cap = capacity();
-    return i < cap ? slots_[i] : old_slots_[i - cap];
+    if (i < cap) [[likely]] {
+      return slots_[i];
+    }
+    return old_slots_[i - cap];
   }
   Slot& mut(size_t i) {
     const size_t cap = capacity();
-    return i < cap ? slots_.mut(i) : old_slots_.mut(i - cap);
+    if (i < cap) [[likely]] {
+      return slots_.mut(i);
+    }
+    return old_mut(i - cap);
   }
 
   // Removes slot i, shifting the rest of its cluster back so no lookup passes a hole. With
@@ -577,7 +584,7 @@ class FlatTable {
   }
   // Two thirds of the way to the load limit: has the next (doubled) arrays faulted in by the
   // background thread meanwhile (prepare_zeroed), so the growth does not fault on this thread.
-  void prepare_next() {
+  [[gnu::noinline]] void prepare_next() {
     prepare_zeroed(capacity() * 2 * sizeof(Slot));
     if constexpr (kDistanceBytes) prepare_zeroed(capacity() * 2);
   }
@@ -609,7 +616,7 @@ class FlatTable {
     if constexpr (kDistanceBytes) distance_[i] = 0;
   }
 
-  void grow() {
+  [[gnu::noinline]] void grow() {
     finish_growth();  // never left over with kMoveSlotsPerInsert >= 2; kept for safety
     const bool at_once = capacity() * sizeof(Slot) < incremental_from_bytes_;
     start_growth(true);
@@ -617,9 +624,9 @@ class FlatTable {
   }
 
   // Doubles the slots; the current ones become the old array, whose keys move_some() moves.
-  // under_traffic: the new arrays come from allocate_prepared (faulted in ahead, else in small
-  // pages), not from allocate_zeroed (huge pages, for reserve(), which faults them in itself).
-  void start_growth(bool under_traffic) {
+  // under_traffic: the new arrays come from allocate_prepared (faulted in ahead when ready), not
+  // from allocate_zeroed (for reserve(), which faults them in itself).
+  [[gnu::noinline]] void start_growth(bool under_traffic) {
     const size_t old_cap = capacity();
     const size_t new_cap = old_cap * 2;
     const size_t bytes = new_cap * sizeof(Slot);
@@ -641,7 +648,7 @@ class FlatTable {
 
   // Moves the keys of the next `budget` old slots, and of the rest of the cluster the last of
   // them is in, to the new array; releases the old array once every slot is passed.
-  void move_some(size_t budget) {
+  [[gnu::noinline]] void move_some(size_t budget) {
     const Meta& now = meta_[0];
     size_t cursor = now.cursor;
     size_t left = now.left;
@@ -666,6 +673,12 @@ class FlatTable {
     m.left = left;
     if (left == 0) old_slots_.release_later();
   }
+  // The index (capacity() + i) of `key` in the old array, or -1. Off the common path.
+  [[gnu::noinline]] int64_t find_old(const Key& key) const noexcept {
+    const int64_t j = probe(old_slots_, shift_ + 1, key);
+    return j < 0 ? -1 : static_cast<int64_t>(capacity()) + j;
+  }
+  [[gnu::noinline]] Slot& old_mut(size_t i) { return old_slots_.mut(i); }
   // Puts a key from the old array into the new one (where it is not).
   void place(const Slot& s) {
     const size_t mask = capacity() - 1;
@@ -676,7 +689,7 @@ class FlatTable {
     set_distance(j, (j - h) & mask);
   }
   // erase_at for old slot i: the same backward shift, over the old array's slots.
-  void erase_old(size_t i) {
+  [[gnu::noinline]] void erase_old(size_t i) {
     const size_t mask = old_slots_.size() - 1;
     size_t hole = i;
     for (size_t k = (i + 1) & mask;; k = (k + 1) & mask) {
