@@ -365,15 +365,15 @@ class ZeroedBytes {
 // how erase walks a cluster (below; tests set it to cover both ways with small slots).
 //
 // Growth is incremental. Past its load limit the table takes twice the slots and from then on
-// moves the old array's keys over with the inserts, whole clusters at a time, about
-// kMoveSlotsPerInsert old slots an insert: no insert pays for a whole rehash, which at a million
-// keys held the shard's thread for tens of ms (perf/RESULTS.md, "End to end"). While a move is
+// moves the old array's keys over with the inserts and erases, whole clusters at a time, about
+// kMoveSlotsPerInsert old slots each: no insert pays for a whole rehash, which at a million keys
+// held the shard's thread for tens to hundreds of ms (perf/RESULTS.md, "Growth"). While a move is
 // under way a key is in exactly one of the two arrays: lookups try the new one, then the old;
 // inserts go to the new one; erase works in either. Indexes below capacity() are slots of the
 // new array, those from capacity() on are slots of the old one (capacity() + i); an insert or an
 // erase may invalidate any index. The old array and the move's cursor are state like the slots
-// (snapshot regions), and the move advances only with inserts, so the layout is a function of
-// the operations alone: a restored table evolves byte for byte like the one it was taken from.
+// (snapshot regions), and the move advances only with inserts and erases, so the layout is a
+// function of the operations alone: a restored table evolves byte for byte like the one it was taken from.
 // A table smaller than `incremental_from_bytes` still grows at once: a rehash that small costs
 // less than a second probe on every lookup meanwhile.
 template <typename Slot>
@@ -522,6 +522,7 @@ class FlatTable {
     if (i >= cap) [[unlikely]] {
       erase_old(i - cap);
       --meta_.mut(0).count;
+      move_some(kMoveSlotsPerInsert);
       return;
     }
     const size_t mask = cap - 1;
@@ -547,6 +548,9 @@ class FlatTable {
     slots_.mut(hole) = Slot{};
     set_distance_empty(hole);
     --meta_.mut(0).count;
+    if (growing()) [[unlikely]] {
+      move_some(kMoveSlotsPerInsert);
+    }
   }
 
   // Calls f(slot) for every occupied slot, in index order.
