@@ -39,10 +39,6 @@ void store_u64(std::byte* p, uint64_t v) { std::memcpy(p, &v, 8); }
 
 size_t align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 
-}  // namespace
-
-namespace {
-
 // An mmap'ed block of zero pages (none backed yet), or nullptr.
 std::byte* map_zeroed(size_t bytes, bool huge) noexcept {
   void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -151,12 +147,7 @@ class Prefaulter {
       const size_t bytes = next->bytes;
       lock.unlock();
       std::byte* p = map_zeroed(bytes, true);
-      // A write per page (a read would map the shared zero page and fault again on the write).
-      if (p != nullptr) {
-        for (size_t off = 0; off < bytes; off += 4096) {
-          reinterpret_cast<volatile std::byte*>(p)[off] = std::byte{0};
-        }
-      }
+      if (p != nullptr) fault_in(p, bytes);
       lock.lock();
       // std::list: `next` is still valid, nobody else erases a started block.
       if (next->unwanted || p == nullptr || stop_) {
@@ -265,14 +256,15 @@ void TrackedArrayBase::reallocate(size_t capacity, size_t keep, bool prepared) {
   adopt(block, capacity, std::min(size_, capacity));
 }
 
-void TrackedArrayBase::prefault() noexcept {
+void fault_in(std::byte* p, size_t bytes) noexcept {
   // A write per page: reading would map the shared zero page and fault again on the first write.
   constexpr size_t kPage = 4096;
-  const size_t bytes = capacity_ * element_size_;
   for (size_t off = 0; off < bytes; off += kPage) {
-    reinterpret_cast<volatile std::byte*>(data_)[off] = data_[off];
+    reinterpret_cast<volatile std::byte*>(p)[off] = p[off];
   }
 }
+
+void TrackedArrayBase::prefault() noexcept { fault_in(data_, capacity_ * element_size_); }
 
 void TrackedArrayBase::release_later() {
   if (capture_->active()) capture_->finish_region(id_);

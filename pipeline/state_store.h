@@ -74,6 +74,8 @@ void prepare_zeroed(size_t bytes);
 std::byte* allocate_prepared(size_t bytes, bool small_pages = false);
 // release_zeroed, with a large block unmapped by the background thread.
 void release_zeroed_later(std::byte* p, size_t bytes) noexcept;
+// Has the kernel back every page of [p, p + bytes) now (a write per page, contents kept).
+void fault_in(std::byte* p, size_t bytes) noexcept;
 
 // The hash of table indexes: Fibonacci hashing (Knuth's multiplicative method; a table takes
 // the product's top bits, which every bit of the key reaches). One multiply, where a full mixer
@@ -347,12 +349,7 @@ class ZeroedBytes {
 
   uint8_t& operator[](size_t i) noexcept { return data_[i]; }
   uint8_t operator[](size_t i) const noexcept { return data_[i]; }
-  // A write per page, so the kernel backs them now.
-  void prefault() noexcept {
-    for (size_t off = 0; off < size_; off += 4096) {
-      reinterpret_cast<volatile uint8_t*>(data_)[off] = 0;
-    }
-  }
+  void prefault() noexcept { fault_in(reinterpret_cast<std::byte*>(data_), size_); }
 
  private:
   uint8_t* data_ = nullptr;
@@ -373,9 +370,9 @@ class ZeroedBytes {
 // new array, those from capacity() on are slots of the old one (capacity() + i); an insert or an
 // erase may invalidate any index. The old array and the move's cursor are state like the slots
 // (snapshot regions), and the move advances only with inserts and erases, so the layout is a
-// function of the operations alone: a restored table evolves byte for byte like the one it was taken from.
-// A table smaller than `incremental_from_bytes` still grows at once: a rehash that small costs
-// less than a second probe on every lookup meanwhile.
+// function of the operations alone: a restored table evolves byte for byte like the one it was
+// taken from. A table smaller than `incremental_from_bytes` still grows at once: a rehash that
+// small costs less than a second probe on every lookup meanwhile.
 template <typename Slot>
 class FlatTable {
  public:
