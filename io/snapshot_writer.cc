@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
+#include "core/pages.h"
 #include "io/io_error.h"
 #include "io/snapshot_file.h"
 
@@ -20,9 +21,12 @@ namespace {
 
 constexpr size_t kGranule = size_t{2} << 20;
 
-size_t round_up(size_t n) { return (n + kGranule - 1) / kGranule * kGranule; }
-
 }  // namespace
+
+size_t SnapshotWriter::buffer_capacity(size_t bytes) {
+  const size_t want = std::max<size_t>(bytes + bytes / 4, 1);
+  return (want + kGranule - 1) / kGranule * kGranule;
+}
 
 absl::StatusOr<std::unique_ptr<SnapshotWriter>> SnapshotWriter::start(
     const WriterOptions& options) {
@@ -43,23 +47,17 @@ SnapshotWriter::~SnapshotWriter() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
+    stopping_.store(true, std::memory_order_relaxed);  // ends a prepare under way
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
   for (ImageBuffer b : free_) free_buffer(b);
 }
 
-ImageBuffer SnapshotWriter::allocate(size_t bytes, bool populate) {
-  const size_t capacity = round_up(std::max<size_t>(bytes, 1));
+ImageBuffer SnapshotWriter::allocate(size_t capacity, bool populate) {
   void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-  if (populate) {
-    // Fault the pages in one at a time rather than with MAP_POPULATE or MADV_POPULATE_WRITE:
-    // those hold the process's mmap lock for the whole range (seconds for gigabytes), and a
-    // shard thread that maps a buffer meanwhile would wait for all of it.
-    auto* bytes_p = static_cast<volatile std::byte*>(p);
-    for (size_t off = 0; off < capacity; off += 4096) bytes_p[off] = std::byte{0};
-  }
+  if (populate) (void)fault_in(static_cast<std::byte*>(p), capacity, stopping_);
   return ImageBuffer{static_cast<std::byte*>(p), capacity};
 }
 
@@ -68,6 +66,7 @@ void SnapshotWriter::free_buffer(ImageBuffer b) {
 }
 
 void SnapshotWriter::pool(ImageBuffer b) {
+  b.unprepared = false;  // its pages are in now
   free_.push_back(b);
   if (free_.size() > options_.max_pooled_buffers) {
     // Drop the smallest: state grows, and big buffers serve small images too.
@@ -93,9 +92,10 @@ ImageBuffer SnapshotWriter::acquire(size_t bytes) {
       return b;
     }
   }
-  // A quarter of headroom, so a slowly growing state does not need a new buffer every time.
   unprepared_acquires_.fetch_add(1, std::memory_order_acq_rel);
-  return allocate(bytes + bytes / 4, false);
+  ImageBuffer b = allocate(buffer_capacity(bytes), false);
+  b.unprepared = true;
+  return b;
 }
 
 size_t SnapshotWriter::largest_pooled() const {
@@ -201,7 +201,7 @@ void SnapshotWriter::run() {
         continue;
       }
       lock.unlock();
-      const ImageBuffer b = allocate(bytes + bytes / 4, true);
+      const ImageBuffer b = allocate(buffer_capacity(bytes), true);
       lock.lock();
       free_.push_back(b);
       continue;

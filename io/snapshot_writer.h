@@ -37,6 +37,9 @@ namespace sluice::snapshot {
 struct ImageBuffer {
   std::byte* data = nullptr;
   size_t capacity = 0;
+  // Mapped by acquire() because no pooled buffer was big enough: its pages fault in on the
+  // thread that first writes them, inside the copies of a snapshot.
+  bool unprepared = false;
 };
 
 struct WriterOptions {
@@ -62,8 +65,12 @@ class SnapshotWriter {
   SnapshotWriter(const SnapshotWriter&) = delete;
   SnapshotWriter& operator=(const SnapshotWriter&) = delete;
 
-  // A buffer of at least `bytes`: a pooled one if one is big enough, else a new mapping.
+  // A buffer of at least `bytes`: a pooled one if one is big enough, else a new mapping of
+  // buffer_capacity(bytes).
   ImageBuffer acquire(size_t bytes);
+  // What acquire() and prepare() map for an image of `bytes`: a quarter more, so that a slowly
+  // growing state does not need a new buffer at every snapshot, in whole 2 MiB pages.
+  static size_t buffer_capacity(size_t bytes);
   // Returns a buffer that will not be submitted (an abandoned capture).
   void release(ImageBuffer buffer);
   // Asks the thread to have one more populated buffer of at least `bytes` in the pool (each
@@ -102,7 +109,8 @@ class SnapshotWriter {
   explicit SnapshotWriter(const WriterOptions& options);
   void run();
   absl::Status write(const Job& job);
-  static ImageBuffer allocate(size_t bytes, bool populate);
+  // A mapping of `capacity` bytes; populate: faulted in (stopped early by the destructor).
+  ImageBuffer allocate(size_t capacity, bool populate);
   static void free_buffer(ImageBuffer b);
   void pool(ImageBuffer b);  // REQUIRES: mu_ held
 
@@ -116,6 +124,7 @@ class SnapshotWriter {
   size_t prepare_wanted_ = 0;  // prepare() calls not yet covered
   bool busy_ = false;
   bool stop_ = false;
+  std::atomic<bool> stopping_{false};  // stop_, read without the lock while faulting in
   std::vector<ImageBuffer> free_;
   absl::Status first_error_;
   std::atomic<int64_t> written_{0};

@@ -89,7 +89,7 @@ ShardStage::ShardStage(InputRing& input, std::vector<const Sequence*> dependents
 
 void ShardStage::prepare_image(size_t bytes) {
   writer_->prepare(bytes);
-  prepared_image_bytes_ = bytes + bytes / 4;  // what SnapshotWriter allocates for `bytes`
+  prepared_image_bytes_ = snapshot::SnapshotWriter::buffer_capacity(bytes);
 }
 
 void ShardStage::keep_image_prepared(int64_t events) {
@@ -150,6 +150,7 @@ void ShardStage::begin_snapshot(int64_t sequence) {
   }
   const size_t bytes = c.image_bytes();
   buffer_ = writer_->acquire(bytes);
+  if (buffer_.unprepared) counters_->snapshot_unprepared_buffers.add();
   header_ = snapshot_header(shard_, sequence);
   c.begin(buffer_.data, buffer_.capacity);
   capturing_ = true;

@@ -53,7 +53,7 @@ namespace sluice {
 // A shard stage's statistics: plain single-writer counters (core/counter.h), standard layout, so
 // the engine can place the struct in the mapped stats file.
 struct ShardCounters {
-  static constexpr std::array<std::string_view, 25> kFieldNames = {
+  static constexpr std::array<std::string_view, 26> kFieldNames = {
       "events_total", "last_sequence", "decisions_total", "decisions_accept_total",
       "decisions_flag_total", "decisions_reject_total", "decisions_duplicate_total",
       "decisions_late_total", "decisions_invalid_total", "alerts_total", "alerts_none_total",
@@ -61,7 +61,8 @@ struct ShardCounters {
       "alerts_max_order_qty_total", "alerts_max_order_notional_total",
       "alerts_position_limit_total", "alerts_order_rate_total", "output_full_stalls_total",
       "snapshots_total", "snapshots_forced_total", "snapshot_stall_ns_last",
-      "snapshot_stall_ns_max", "snapshot_cow_chunks_total", "digest_sum", "digest_count"};
+      "snapshot_stall_ns_max", "snapshot_cow_chunks_total", "snapshot_unprepared_buffers_total",
+      "digest_sum", "digest_count"};
   Counter events;         // input events handled
   Counter last_sequence;  // journal sequence of the last one
   Counter decisions;
@@ -74,6 +75,7 @@ struct ShardCounters {
   Counter snapshot_stall_ns_last;  // max ns of snapshot work in one pass, last snapshot
   Counter snapshot_stall_ns_max;   // the same, over all snapshots
   Counter snapshot_cow_chunks;     // chunks copied because a write landed in them
+  Counter snapshot_unprepared_buffers;  // barriers whose image buffer was mapped, not prepared
   // DecisionDigest of every decision (pipeline/decision_digest.h) as its two parts: the sum
   // (mod 2^64, stored as its bit pattern) and the count, so digests of shards combine.
   Counter digest_sum;

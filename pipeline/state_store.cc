@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <condition_variable>
 #include <cstdio>
@@ -105,6 +106,7 @@ class Prefaulter {
     {
       std::lock_guard<std::mutex> lock(mu_);
       stop_ = true;
+      stopping_.store(true, std::memory_order_relaxed);  // ends a fault-in under way
     }
     wake_.notify_one();
     if (thread_.joinable()) thread_.join();
@@ -147,7 +149,7 @@ class Prefaulter {
       const size_t bytes = next->bytes;
       lock.unlock();
       std::byte* p = map_zeroed(bytes, true);
-      if (p != nullptr) fault_in(p, bytes);
+      if (p != nullptr) (void)fault_in(p, bytes, stopping_);  // stop_ discards a partial one
       lock.lock();
       // std::list: `next` is still valid, nobody else erases a started block.
       if (next->unwanted || p == nullptr || stop_) {
@@ -167,6 +169,7 @@ class Prefaulter {
   std::list<Block> releases_;
   std::thread thread_;
   bool stop_ = false;
+  std::atomic<bool> stopping_{false};  // stop_, read without the lock while faulting in
 };
 
 }  // namespace
@@ -254,14 +257,6 @@ void TrackedArrayBase::reallocate(size_t capacity, size_t keep, bool prepared) {
                               : allocate_zeroed(capacity * element_size_);
   if (keep > 0) std::memcpy(block, data_, keep * element_size_);
   adopt(block, capacity, std::min(size_, capacity));
-}
-
-void fault_in(std::byte* p, size_t bytes) noexcept {
-  // A write per page: reading would map the shared zero page and fault again on the first write.
-  constexpr size_t kPage = 4096;
-  for (size_t off = 0; off < bytes; off += kPage) {
-    reinterpret_cast<volatile std::byte*>(p)[off] = p[off];
-  }
 }
 
 void TrackedArrayBase::prefault() noexcept { fault_in(data_, capacity_ * element_size_); }

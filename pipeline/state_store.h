@@ -52,6 +52,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/int128.h"
+#include "core/pages.h"
 
 namespace sluice {
 
@@ -74,8 +75,6 @@ void prepare_zeroed(size_t bytes);
 std::byte* allocate_prepared(size_t bytes, bool small_pages = false);
 // release_zeroed, with a large block unmapped by the background thread.
 void release_zeroed_later(std::byte* p, size_t bytes) noexcept;
-// Has the kernel back every page of [p, p + bytes) now (a write per page, contents kept).
-void fault_in(std::byte* p, size_t bytes) noexcept;
 
 // The hash of table indexes: Fibonacci hashing (Knuth's multiplicative method; a table takes
 // the product's top bits, which every bit of the key reaches). One multiply, where a full mixer

@@ -214,7 +214,8 @@ std::string summary(const StatsView& view, const Sample& now, const Sample* befo
     if (absl::EndsWith(name, ".snapshot_stall_ns_max")) stall = std::max(stall, v);
   }
   absl::StrAppend(&out, "snapshots     ", sum("shard", "snapshots_total"), " shard snapshots, ",
-                  "longest stall ", human_ns(stall), "\n");
+                  "longest stall ", human_ns(stall), ", unprepared image buffers ",
+                  sum("shard", "snapshot_unprepared_buffers_total"), "\n");
   bool header = false;
   for (const auto& b : view.blocks()) {
     if (b.kind != StatsBlockKind::kHistogram) continue;

@@ -219,6 +219,50 @@ TEST_F(ShardStageSnapshot, AGrowingStateHasItsNextImageBufferPreparedBeforeTheBa
   ASSERT_TRUE((*writer)->flush().ok());
   EXPECT_EQ(stage.counters().snapshots_taken.get(), 1);
   EXPECT_EQ((*writer)->unprepared_acquires(), 0);
+  EXPECT_EQ(stage.counters().snapshot_unprepared_buffers.get(), 0);
+}
+
+// The writer's buffers: one mapped by acquire() says so (and is counted by the stage that got
+// it); back in the pool its pages are in, so the next acquire of it does not.
+TEST_F(ShardStageSnapshot, AnImageBufferMappedAtTheBarrierIsCountedAndPooledOnesAreNot) {
+  {
+    auto writer = snapshot::SnapshotWriter::start({.dir = root_ + "/w"});
+    ASSERT_TRUE(writer.ok());
+    const size_t bytes = (size_t{3} << 20) + 5;
+    const snapshot::ImageBuffer fresh = (*writer)->acquire(bytes);
+    EXPECT_TRUE(fresh.unprepared);
+    EXPECT_EQ(fresh.capacity, snapshot::SnapshotWriter::buffer_capacity(bytes));
+    EXPECT_GE(fresh.capacity, bytes + bytes / 4);
+    EXPECT_EQ(fresh.capacity % (size_t{2} << 20), 0);
+    (*writer)->release(fresh);
+    const snapshot::ImageBuffer pooled = (*writer)->acquire(bytes);
+    EXPECT_FALSE(pooled.unprepared);
+    EXPECT_EQ(pooled.data, fresh.data);
+    EXPECT_EQ((*writer)->unprepared_acquires(), 1);
+    (*writer)->release(pooled);
+  }
+  // A writer that pools nothing prepares nothing: every barrier maps its buffer.
+  const auto events = testing::random_events(3'000, 24, 400);
+  auto writer =
+      snapshot::SnapshotWriter::start({.dir = root_ + "/snapshots", .max_pooled_buffers = 0});
+  ASSERT_TRUE(writer.ok());
+  IdleWaitStrategy wait(IdleConfig{.kind = IdleKind::kYield});
+  InputRing input(4'096, wait);
+  OutputRing output(1 << 14, wait);  // no consumer: room for every answer
+  Collected unused;
+  Shard shard(ProcessorConfig{}, 0, 1, unused);
+  ShardStage stage(input, {}, shard, output, writer->get(), nullptr, ShardStageOptions{});
+  for (size_t k = 0; k < events.size(); ++k) {
+    const int64_t s = input.next();
+    fill(input[s], events[k], static_cast<int64_t>(k + 1), (k + 1) % 1'000 == 0);
+    input.publish(s);
+    while (stage.sequence().get() < static_cast<int64_t>(k)) stage.do_work();
+  }
+  while (stage.snapshot_in_progress()) stage.do_work();
+  ASSERT_TRUE((*writer)->flush().ok());
+  EXPECT_EQ(stage.counters().snapshots_taken.get(), 3);
+  EXPECT_EQ(stage.counters().snapshot_unprepared_buffers.get(), 3);
+  EXPECT_EQ((*writer)->unprepared_acquires(), 3);
 }
 
 TEST_F(ShardStageSnapshot, CapturesSpreadOverManyPassesHoldTheStateAsOfTheirBarrier) {
