@@ -101,6 +101,12 @@ absl::StatusOr<std::unique_ptr<JournalWriter>> JournalWriter::open(const WriterO
         absl::StrCat("journal max_batch_bytes ", options.max_batch_bytes, " is below ",
                      kMaxRecordSize));
   }
+  if (options.min_write_bytes > options.max_batch_bytes || options.max_write_delay_ns < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "journal min_write_bytes ", options.min_write_bytes, " must be at most max_batch_bytes ",
+        options.max_batch_bytes, ", and max_write_delay_ns ", options.max_write_delay_ns,
+        " at least 0"));
+  }
   std::unique_ptr<JournalWriter> w(new JournalWriter(options));
 
   std::error_code ec;
@@ -442,7 +448,19 @@ absl::Status JournalWriter::signal_completions_to(int eventfd) {
   return absl::OkStatus();
 }
 
-int JournalWriter::poll() {
+bool JournalWriter::write_due() noexcept {
+  if (options_.min_write_bytes == 0 || options_.durability != Durability::kNone ||
+      open_.size >= options_.min_write_bytes || roll_needed_) {
+    return true;
+  }
+  const int64_t now = monotonic_ns();
+  if (open_seen_ns_ == 0) open_seen_ns_ = now;
+  return now - open_seen_ns_ >= options_.max_write_delay_ns;
+}
+
+int JournalWriter::poll() { return poll(/*force=*/false); }
+
+int JournalWriter::poll(bool force) {
   if (failed()) return 0;
   if (options_.prepare_segments) maybe_start_preparing();
   int work = 0;
@@ -451,7 +469,7 @@ int JournalWriter::poll() {
     if (in_flight_active_ && in_flight_.pending_ops == 0) finish_in_flight();
   }
   if (failed()) return work;
-  if (idle() && open_.size > 0) {
+  if (idle() && open_.size > 0 && (force || write_due())) {
     start_batch();
     ++work;
   } else if (idle() && roll_needed_) {
@@ -472,6 +490,7 @@ void JournalWriter::start_batch() {
   in_flight_.synced = false;
   in_flight_.pending_ops = 0;
   open_.size = 0;
+  open_seen_ns_ = 0;
   in_flight_active_ = true;
   if (uring_ != nullptr) {
     submit_uring(/*write=*/true, /*sync=*/options_.durability != Durability::kNone);
@@ -581,7 +600,7 @@ void JournalWriter::write_fallback() {
 
 absl::Status JournalWriter::flush() {
   for (;;) {
-    poll();
+    poll(/*force=*/true);
     if (failed()) return status_;
     if (idle() && open_.size == 0 && !roll_needed_) return absl::OkStatus();
     if (uring_ != nullptr && in_flight_active_) {

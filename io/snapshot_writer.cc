@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
+#include "core/cpu.h"
 #include "core/pages.h"
 #include "io/io_error.h"
 #include "io/snapshot_file.h"
@@ -167,6 +168,7 @@ absl::Status SnapshotWriter::write(const Job& job) {
 }
 
 void SnapshotWriter::run() {
+  (void)set_current_thread_name("snapshot-writer");  // for top -H and perf; cosmetic
   if (options_.nice != 0) {
     // Linux: setpriority on a thread id changes that thread only. Failure (a container that
     // forbids it) just leaves the default priority.

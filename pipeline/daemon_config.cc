@@ -94,6 +94,8 @@ const std::map<std::string, Setter>& setters() {
        }},
       {"journal.segment_size", int_key(&DaemonConfig::segment_size)},
       {"journal.max_batch_bytes", int_key(&DaemonConfig::max_batch_bytes)},
+      {"journal.min_write_bytes", int_key(&DaemonConfig::min_write_bytes)},
+      {"journal.max_write_delay_us", int_key(&DaemonConfig::max_write_delay_us)},
       {"journal.prepare_segments", bool_key(&DaemonConfig::prepare_segments)},
       {"engine.shards", int_key(&DaemonConfig::shards)},
       {"engine.shard_threads", int_key(&DaemonConfig::shard_threads)},
@@ -226,6 +228,14 @@ absl::Status validate(const DaemonConfig& c) {
   if (c.max_batch_bytes < 4096 || c.max_batch_bytes > c.segment_size / 2) {
     return bad("journal.max_batch_bytes", "must be between 4096 and half the segment size");
   }
+  if (c.min_write_bytes < 0 || c.min_write_bytes > c.max_batch_bytes) {
+    return bad("journal.min_write_bytes", "must be between 0 and journal.max_batch_bytes, got ",
+               c.min_write_bytes);
+  }
+  if (c.max_write_delay_us < 0 || c.max_write_delay_us > 1'000'000) {
+    return bad("journal.max_write_delay_us", "must be between 0 and 1000000, got ",
+               c.max_write_delay_us);
+  }
   if (c.shards < 1 || c.shards > 256) return bad("engine.shards", "must be 1..256, got ", c.shards);
   if (!power_of_two(c.input_ring_size) || c.input_ring_size < 64) {
     return bad("engine.input_ring_size", "must be a power of two >= 64, got ", c.input_ring_size);
@@ -258,6 +268,7 @@ std::string to_toml(const DaemonConfig& c) {
       "\n\n[metrics]\nlisten = ", q(c.metrics_listen),
       "\n\n[journal]\ndurability = ", q(std::string(journal::durability_name(c.durability))),
       "\nsegment_size = ", c.segment_size, "\nmax_batch_bytes = ", c.max_batch_bytes,
+      "\nmin_write_bytes = ", c.min_write_bytes, "\nmax_write_delay_us = ", c.max_write_delay_us,
       "\nprepare_segments = ", c.prepare_segments ? "true" : "false",
       "\n\n[engine]\nshards = ", c.shards, "\nshard_threads = ", c.shard_threads,
       "\nexpected_accounts = ", c.expected_accounts,

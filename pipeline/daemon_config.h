@@ -37,6 +37,10 @@ struct DaemonConfig {
   journal::Durability durability = journal::Durability::kBatch;
   int64_t segment_size = 128 << 20;
   int64_t max_batch_bytes = 1 << 20;
+  // Durability none: a journal write waits for this much, or for max_write_delay_us
+  // (journal::WriterOptions::min_write_bytes). 0: write as soon as the last write finished.
+  int64_t min_write_bytes = 64 << 10;
+  int64_t max_write_delay_us = 1000;
   // Zero-fill the next segment in idle time (journal::WriterOptions::prepare_segments): lower
   // commit latency for one extra write of each segment. batch and sync only.
   bool prepare_segments = true;

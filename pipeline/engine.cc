@@ -410,6 +410,8 @@ absl::Status Engine::Impl::recover_state() {
       .segment_size = static_cast<uint64_t>(config_.segment_size),
       .durability = config_.durability,
       .max_batch_bytes = static_cast<size_t>(config_.max_batch_bytes),
+      .min_write_bytes = static_cast<size_t>(config_.min_write_bytes),
+      .max_write_delay_ns = config_.max_write_delay_us * 1000,
       .prepare_segments = config_.prepare_segments});
   if (!writer.ok()) return writer.status();
   writer_ = std::move(*writer);

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "core/clock.h"
+#include "core/cpu.h"
 
 namespace sluice {
 namespace {
@@ -129,6 +130,7 @@ class Prefaulter {
   static constexpr size_t kMaxPendingBytes = size_t{4} << 30;
 
   void run() {
+    (void)set_current_thread_name("prefault");  // for top -H and perf; cosmetic
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
       if (!releases_.empty()) {

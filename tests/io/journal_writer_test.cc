@@ -7,14 +7,17 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "core/wire_format.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "io/journal_reader.h"
 #include "tests/test_util.h"
@@ -164,6 +167,73 @@ TEST_P(JournalWriterTest, DurabilityNoneWritesButOnlyCloseMakesDurable) {
   EXPECT_EQ((*w)->durable().get(), 0);
   ASSERT_TRUE((*w)->close().ok());
   EXPECT_EQ((*w)->durable().get(), 300);
+}
+
+// Polls until written() reaches `seq` (the io_uring write completes asynchronously).
+bool poll_until_written(JournalWriter& w, int64_t seq) {
+  for (int i = 0; i < 10'000 && w.written().get() < seq && !w.failed(); ++i) {
+    if (w.poll() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return w.written().get() == seq;
+}
+
+TEST_P(JournalWriterTest, WithNoneAWriteWaitsUntilMinWriteBytesAreThere) {
+  WriterOptions o = options(Durability::kNone);
+  o.min_write_bytes = 4096;
+  o.max_write_delay_ns = int64_t{3600} * 1'000'000'000;  // never, in this test
+  auto w = JournalWriter::open(o);
+  ASSERT_TRUE(w.ok()) << w.status();
+  append_range(**w, 1, 10);  // ~1 KB
+  for (int i = 0; i < 100; ++i) (*w)->poll();
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));  // as for a write to complete
+  (*w)->poll();
+  EXPECT_EQ((*w)->written().get(), 0);
+  for (int64_t s = 11; s <= 60; ++s) {  // past 4096 bytes
+    ASSERT_EQ((*w)->append(meta_for(s), frame_for(s)), AppendResult::kOk);
+  }
+  EXPECT_TRUE(poll_until_written(**w, 60)) << (*w)->written().get() << " " << (*w)->status();
+  // flush() writes what is pending at once, however little.
+  append_range(**w, 61, 65);
+  ASSERT_TRUE((*w)->flush().ok());
+  EXPECT_EQ((*w)->written().get(), 65);
+  ASSERT_TRUE((*w)->close().ok());
+  expect_journal_holds(dir_.path(), 65);
+}
+
+TEST_P(JournalWriterTest, WithNoneAWriteStartsOnceTheDelayHasPassed) {
+  WriterOptions o = options(Durability::kNone);
+  o.min_write_bytes = 4096;
+  o.max_write_delay_ns = 300'000'000;
+  auto w = JournalWriter::open(o);
+  ASSERT_TRUE(w.ok()) << w.status();
+  append_range(**w, 1, 5);
+  (*w)->poll();  // sees the batch first now: not due yet
+  // Time for a write, had one started, to complete and be reaped; not for the delay to pass.
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  (*w)->poll();
+  EXPECT_EQ((*w)->written().get(), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_TRUE(poll_until_written(**w, 5)) << (*w)->written().get() << " " << (*w)->status();
+  ASSERT_TRUE((*w)->close().ok());
+  expect_journal_holds(dir_.path(), 5);
+}
+
+TEST_P(JournalWriterTest, MinWriteBytesIsForNoneOnlyAndAtMostMaxBatchBytes) {
+  WriterOptions o = options(Durability::kBatch);
+  o.min_write_bytes = 4096;
+  o.max_write_delay_ns = int64_t{3600} * 1'000'000'000;
+  {
+    auto w = JournalWriter::open(o);
+    ASSERT_TRUE(w.ok()) << w.status();
+    append_range(**w, 1, 3);  // ~300 bytes: batch mode writes them at once anyway
+    EXPECT_TRUE(poll_until_written(**w, 3)) << (*w)->written().get() << " " << (*w)->status();
+    ASSERT_TRUE((*w)->close().ok());
+  }
+  o.min_write_bytes = o.max_batch_bytes + 1;
+  auto bad = JournalWriter::open(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("min_write_bytes 8193"));
 }
 
 TEST_P(JournalWriterTest, OpenTruncatesATornTailAndAppendsAfterIt) {

@@ -89,6 +89,8 @@ TEST_F(DaemonConfigTest, RoundTripsThroughItsOwnToml) {
   c.cpus = {1, 0};
   c.processors.window_ns = 1234;
   c.durability = journal::Durability::kNone;
+  c.min_write_bytes = 4096;
+  c.max_write_delay_us = 250;
   auto back = load_config_file(write(to_toml(c)), DaemonConfig{});
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(to_toml(*back), to_toml(c));
@@ -144,6 +146,12 @@ TEST_F(DaemonConfigTest, ValidateNamesTheKey) {
   c = {};
   c.max_batch_bytes = c.segment_size;
   expect(c, "journal.max_batch_bytes");
+  c = {};
+  c.min_write_bytes = c.max_batch_bytes + 1;
+  expect(c, "journal.min_write_bytes");
+  c = {};
+  c.max_write_delay_us = -1;
+  expect(c, "journal.max_write_delay_us");
 }
 
 }  // namespace
