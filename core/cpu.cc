@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
@@ -59,6 +61,7 @@ class CpuMask {
   void add(int cpu) { CPU_SET_S(static_cast<size_t>(cpu), bytes_, set_); }
   size_t bytes() const { return bytes_; }
   const cpu_set_t* set() const { return set_; }
+  cpu_set_t* mutable_set() { return set_; }
 
  private:
   size_t cpus_;
@@ -133,6 +136,45 @@ absl::Status pin_current_thread(std::span<const int> cpus) {
   const int rc = pthread_setaffinity_np(pthread_self(), mask.bytes(), mask.set());
   if (rc != 0) return errno_status(rc, absl::StrCat("cannot pin to ", described));
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int>> allowed_cpus() {
+  CpuMask mask(kMaxCpuId);
+  if (!mask.ok()) return absl::ResourceExhaustedError("allocating a CPU mask failed");
+  const int rc = pthread_getaffinity_np(pthread_self(), mask.bytes(), mask.mutable_set());
+  if (rc != 0) return errno_status(rc, "cannot read this thread's CPU affinity");
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu <= kMaxCpuId; ++cpu) {
+    if (CPU_ISSET_S(static_cast<size_t>(cpu), mask.bytes(), mask.set())) cpus.push_back(cpu);
+  }
+  return cpus;
+}
+
+namespace {
+
+std::mutex housekeeping_mu;
+std::vector<int>& housekeeping() {
+  // Never destroyed: helper threads may still ask while static destructors run.
+  static std::vector<int>* cpus = new std::vector<int>();
+  return *cpus;
+}
+
+}  // namespace
+
+void set_housekeeping_cpus(std::vector<int> cpus) {
+  std::lock_guard<std::mutex> lock(housekeeping_mu);
+  housekeeping() = std::move(cpus);
+}
+
+std::vector<int> housekeeping_cpus() {
+  std::lock_guard<std::mutex> lock(housekeeping_mu);
+  return housekeeping();
+}
+
+absl::Status move_current_thread_to_housekeeping() {
+  const std::vector<int> cpus = housekeeping_cpus();
+  if (cpus.empty()) return absl::OkStatus();
+  return pin_current_thread(cpus);
 }
 
 std::optional<int> current_cpu() {

@@ -45,6 +45,20 @@ std::optional<int> current_cpu();
 // Number of online CPUs (at least 1).
 int online_cpus();
 
+// The CPUs the calling thread may run on (sched_getaffinity), ascending.
+absl::StatusOr<std::vector<int>> allowed_cpus();
+
+// Housekeeping CPUs: where helper threads run (the snapshot writer, the state prefaulter, the
+// journal's segment preparation, the metrics server, and io_uring's kernel workers), so that
+// they do not take time from agents pinned elsewhere. A thread inherits its creator's
+// affinity, so without this a helper started from a pinned agent's thread would be pinned to
+// that agent's CPU too. Process-wide; empty (the default) means no preference: helpers stay
+// where they were started.
+void set_housekeeping_cpus(std::vector<int> cpus);
+std::vector<int> housekeeping_cpus();
+// Moves the calling thread to the housekeeping CPUs; a no-op when none are set.
+absl::Status move_current_thread_to_housekeeping();
+
 // Names the calling thread (visible in top -H, perf, gdb). Linux allows 15 bytes; longer names
 // are cut to 15 bytes (not inside a UTF-8 sequence) instead of failing.
 absl::Status set_current_thread_name(std::string_view name);

@@ -201,6 +201,7 @@ class JournalReader::ReadAhead {
 
   void run() {
     (void)set_current_thread_name("journal-ahead");
+    (void)move_current_thread_to_housekeeping();
     for (;;) {
       uint32_t s;
       while ((s = state_.load(std::memory_order_acquire)) != kSubmitted && s != kStop) {

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "core/absl_compat.h"
 #include "core/clock.h"
+#include "core/cpu.h"
 #include "io/io_error.h"
 #include "io/journal_reader.h"
 
@@ -289,6 +290,7 @@ void JournalWriter::maybe_start_preparing() {
 }
 
 void JournalWriter::prepare_segment() {
+  (void)move_current_thread_to_housekeeping();  // started on the (maybe pinned) io thread
   // Background work: it must not take CPU from the stages, so it runs only when a CPU is idle
   // (SCHED_IDLE; where that is refused, nice 10). Per-thread on Linux.
   const sched_param idle{};

@@ -73,6 +73,7 @@ void MetricsServer::stop() {
 
 void MetricsServer::run() {
   (void)set_current_thread_name("metrics");
+  (void)move_current_thread_to_housekeeping();
   // The lowest priority: scrapes wait for the hot threads, never the other way round.
   ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), 19);
   while (!stopping_.load(std::memory_order_acquire)) {

@@ -312,6 +312,9 @@ class NetworkServer::Impl {
   }
   int64_t next_sequence() const noexcept { return first_sequence_ + next_; }
   int wake_fd() const noexcept { return wake_fd_; }
+  absl::Status restrict_kernel_workers(std::span<const int> cpus) {
+    return uring_->restrict_workers(cpus);
+  }
 
   NetworkOptions options_;
   NetworkCounters own_counters_;
@@ -1906,6 +1909,9 @@ uint16_t NetworkServer::port() const noexcept { return impl_->port_; }
 uint16_t NetworkServer::text_port() const noexcept { return impl_->text_port_; }
 uint16_t NetworkServer::udp_port() const noexcept { return impl_->udp_port_; }
 int NetworkServer::wake_fd() const noexcept { return impl_->wake_fd(); }
+absl::Status NetworkServer::restrict_kernel_workers(std::span<const int> cpus) {
+  return impl_->restrict_kernel_workers(cpus);
+}
 const Sequence& NetworkServer::output_sequence(size_t k) const noexcept {
   return *impl_->output_progress_[k];
 }

@@ -48,6 +48,7 @@
 #include <functional>
 #include <limits>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -175,6 +176,10 @@ class NetworkServer {
   // The eventfd whose read ends a wait(): another io_uring can signal its completions to it
   // (io_uring_register_eventfd), so the parked thread also wakes for them.
   int wake_fd() const noexcept;
+
+  // Uring::restrict_workers for the server's thread: its io_uring workers run on `cpus`. The
+  // server's thread only, after start().
+  absl::Status restrict_kernel_workers(std::span<const int> cpus);
 
   // Output ring k's consumer progress (the ring's gating sequence).
   const Sequence& output_sequence(size_t k) const noexcept;

@@ -169,6 +169,7 @@ absl::Status SnapshotWriter::write(const Job& job) {
 
 void SnapshotWriter::run() {
   (void)set_current_thread_name("snapshot-writer");  // for top -H and perf; cosmetic
+  (void)move_current_thread_to_housekeeping();
   if (options_.nice != 0) {
     // Linux: setpriority on a thread id changes that thread only. Failure (a container that
     // forbids it) just leaves the default priority.

@@ -1,5 +1,6 @@
 #include "io/uring.h"
 
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -234,6 +235,20 @@ absl::Status Uring::enable() {
   const int rc = io_uring_register(ring_.ring_fd, IORING_REGISTER_ENABLE_RINGS, nullptr, 0);
   if (rc < 0) return io_error(rc, "io_uring_register", "(enable rings)");
   enabled_ = true;
+  return absl::OkStatus();
+}
+
+absl::Status Uring::restrict_workers(std::span<const int> cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (const int cpu : cpus) {
+    if (cpu < 0 || cpu >= CPU_SETSIZE) {
+      return absl::InvalidArgumentError(absl::StrCat("io_uring worker CPU ", cpu, " out of range"));
+    }
+    CPU_SET(cpu, &set);
+  }
+  const int rc = io_uring_register_iowq_aff(&ring_, sizeof(set), &set);
+  if (rc < 0) return io_error(rc, "io_uring_register_iowq_aff", "(io_uring worker CPUs)");
   return absl::OkStatus();
 }
 

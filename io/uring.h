@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 
 #include "absl/status/status.h"
@@ -96,6 +97,13 @@ class Uring {
   // A no-op for a ring that is already enabled.
   absl::Status enable();
   bool enabled() const noexcept { return enabled_; }
+
+  // Restricts the kernel's worker threads that run this thread's blocking operations (buffered
+  // file writes, fsync: io-wq, the `iou-wrk-*` threads) to `cpus`; they otherwise inherit the
+  // submitting thread's affinity, i.e. its pinned CPU. The setting belongs to the calling
+  // thread's io-wq, which exists once the thread has submitted to some ring: call it from the
+  // submitting thread after its first submission. An error (an older kernel) changes nothing.
+  absl::Status restrict_workers(std::span<const int> cpus);
 
   // A free submission entry; when the queue is full, submits what is queued and retries.
   // Returns nullptr only if the kernel refuses to take more (the caller treats it as busy).

@@ -131,6 +131,8 @@ class Prefaulter {
 
   void run() {
     (void)set_current_thread_name("prefault");  // for top -H and perf; cosmetic
+    // Started by the first shard that asks, on its (maybe pinned) thread.
+    (void)move_current_thread_to_housekeeping();
     std::unique_lock<std::mutex> lock(mu_);
     while (!stop_) {
       if (!releases_.empty()) {

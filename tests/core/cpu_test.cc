@@ -19,7 +19,7 @@ namespace {
 
 // CPUs this process may run on. Pinning tests use these rather than assuming CPU 0 is allowed,
 // so they also pass under taskset or a restrictive container cpuset.
-std::vector<int> allowed_cpus() {
+std::vector<int> process_cpus() {
   cpu_set_t set;
   CPU_ZERO(&set);
   std::vector<int> cpus;
@@ -71,7 +71,7 @@ TEST(ParseCpuList, RejectsMalformedListsNamingTheBadItem) {
 }
 
 TEST(Cpu, PinningToAnAllowedCpuRunsTheThreadThere) {
-  const std::vector<int> cpus = allowed_cpus();
+  const std::vector<int> cpus = process_cpus();
   ASSERT_FALSE(cpus.empty());
   // Normally CPU 0; a thread of our own so the test runner's affinity is left alone.
   for (const int cpu : {cpus.front(), cpus.back()}) {
@@ -88,7 +88,7 @@ TEST(Cpu, PinningToAnAllowedCpuRunsTheThreadThere) {
 }
 
 TEST(Cpu, PinningToASetKeepsTheThreadInsideIt) {
-  const std::vector<int> cpus = allowed_cpus();
+  const std::vector<int> cpus = process_cpus();
   ASSERT_FALSE(cpus.empty());
   std::thread([&cpus] {
     ASSERT_TRUE(pin_current_thread(std::span<const int>(cpus)).ok());
@@ -99,6 +99,43 @@ TEST(Cpu, PinningToASetKeepsTheThreadInsideIt) {
       std::this_thread::yield();
     }
   }).join();
+}
+
+TEST(Cpu, AllowedCpusAreTheAffinityOfTheCallingThread) {
+  const std::vector<int> cpus = process_cpus();
+  ASSERT_FALSE(cpus.empty());
+  const absl::StatusOr<std::vector<int>> all = allowed_cpus();
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(*all, cpus);
+  std::thread([&cpus] {
+    ASSERT_TRUE(pin_current_thread(cpus.back()).ok());
+    const absl::StatusOr<std::vector<int>> one = allowed_cpus();
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ(*one, std::vector<int>{cpus.back()});
+  }).join();
+}
+
+// A helper thread started from a pinned thread inherits its pin; moving it to the housekeeping
+// CPUs undoes that. With none set, the move leaves the thread where it is.
+TEST(Cpu, AHelperThreadMovesFromItsCreatorsCpuToTheHousekeepingCpus) {
+  const std::vector<int> cpus = process_cpus();
+  if (cpus.size() < 2) GTEST_SKIP() << "needs two CPUs to tell the sets apart";
+  const int agent = cpus.back();
+  const std::vector<int> rest(cpus.begin(), cpus.end() - 1);
+  std::thread([&] {
+    ASSERT_TRUE(pin_current_thread(agent).ok());
+    std::thread([&] {  // started from the pinned thread
+      EXPECT_EQ(*allowed_cpus(), std::vector<int>{agent});
+      ASSERT_TRUE(move_current_thread_to_housekeeping().ok());  // none set: stays
+      EXPECT_EQ(*allowed_cpus(), std::vector<int>{agent});
+      set_housekeeping_cpus(rest);
+      EXPECT_EQ(housekeeping_cpus(), rest);
+      ASSERT_TRUE(move_current_thread_to_housekeeping().ok());
+      EXPECT_EQ(*allowed_cpus(), rest);
+      set_housekeeping_cpus({});
+    }).join();
+  }).join();
+  EXPECT_TRUE(housekeeping_cpus().empty());
 }
 
 TEST(Cpu, PinningToANonexistentCpuFailsNamingIt) {

@@ -16,8 +16,12 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "core/cpu.h"
 #include "core/wire_format.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -687,6 +691,53 @@ TEST_F(SluicedTest, AJournalWriteFailureRefusesInputAndLosesNothingAnswered) {
     if (row.client_id == 31) journaled[seq] = row.client_seq;
   }
   EXPECT_EQ(journaled, answered);
+}
+
+// With --cpus, the agents run on their CPUs and every helper thread, including the io_uring
+// workers that run the journal's writes and fdatasyncs, on the other allowed CPUs: a helper
+// started from the pinned io thread would otherwise inherit its CPU.
+TEST_F(SluicedTest, PinnedAgentsKeepTheirCpuAndHelperThreadsRunOnTheOthers) {
+  const absl::StatusOr<std::vector<int>> allowed = allowed_cpus();
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  if (allowed->size() < 2) GTEST_SKIP() << "needs two allowed CPUs";
+  const int agent = allowed->back();
+  const std::string rest = absl::StrJoin(allowed->begin(), allowed->end() - 1, ",");
+  ASSERT_TRUE(d().start({"--config", config_, "--shard-threads", "0", "--cpus",
+                         std::to_string(agent), "--durability", "sync"}))
+      << d().log();
+  EXPECT_THAT(d().log(), HasSubstr(absl::StrCat("helper threads and io_uring workers on cpu ")));
+  Client c(d().port("binary"));
+  for (uint64_t i = 1; i <= 50; ++i) {  // sync: fdatasyncs, which io_uring hands to a worker
+    ASSERT_TRUE(c.send(wire::Transaction{.client_seq = i, .event_time_ns = kBaseTime,
+                                         .account_id = i, .amount_minor = 10}));
+    ASSERT_TRUE(c.read_frame().has_value());
+  }
+  // Threads by name: Cpus_allowed_list as the kernel prints it ("0", "0-2", "0,2").
+  std::map<std::string, std::set<std::string>> cpus_of;
+  const std::string task_dir = absl::StrCat("/proc/", d().pid(), "/task");
+  for (const auto& task : std::filesystem::directory_iterator(task_dir)) {
+    std::string name = read_file(task.path().string() + "/comm");
+    while (!name.empty() && name.back() == '\n') name.pop_back();
+    if (absl::StartsWith(name, "iou-wrk-")) name = "iou-wrk";
+    for (absl::string_view line : absl::StrSplit(read_file(task.path().string() + "/status"), '\n')) {
+      if (absl::ConsumePrefix(&line, "Cpus_allowed_list:")) {
+        cpus_of[name].insert(std::string(absl::StripAsciiWhitespace(line)));
+      }
+    }
+  }
+  auto list_of = [](const std::vector<int>& cpus) {
+    // The kernel's form for a contiguous run is "a-b".
+    if (cpus.size() > 1 && cpus.back() - cpus.front() + 1 == static_cast<int>(cpus.size())) {
+      return absl::StrCat(cpus.front(), "-", cpus.back());
+    }
+    return absl::StrJoin(cpus, ",");
+  };
+  const std::string helpers = list_of(std::vector<int>(allowed->begin(), allowed->end() - 1));
+  EXPECT_EQ(cpus_of["io"], std::set<std::string>{std::to_string(agent)});
+  EXPECT_EQ(cpus_of["snapshot-writer"], std::set<std::string>{helpers}) << rest;
+  ASSERT_EQ(cpus_of.count("iou-wrk"), 1u) << "no io_uring worker ran an fdatasync";
+  EXPECT_EQ(cpus_of["iou-wrk"], std::set<std::string>{helpers});
+  ASSERT_EQ(d().stop(), 0);
 }
 
 TEST_F(SluicedTest, MetricsAndStatShowTheRunningDaemon) {
