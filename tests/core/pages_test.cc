@@ -53,6 +53,18 @@ TEST(FaultIn, BacksEveryPageAndKeepsTheContents) {
   EXPECT_EQ(m.data()[5 * 4096], std::byte{0});
 }
 
+// An unaligned start (a small heap array) takes the write-per-page path; the same pages end up
+// resident, contents kept.
+TEST(FaultIn, AnUnalignedBlockIsFaultedInToo) {
+  Mapping m(4 * kMiB);
+  ASSERT_NE(m.data(), nullptr);
+  m.data()[3 * 4096 + 100] = std::byte{7};
+  fault_in(m.data() + 100, 2 * kMiB);
+  EXPECT_EQ(m.resident(0, 2 * kMiB + 4096), 2 * kMiB / 4096 + 1);  // the last page it reaches
+  EXPECT_EQ(m.resident(2 * kMiB + 4096, 4 * kMiB), 0);
+  EXPECT_EQ(m.data()[3 * 4096 + 100], std::byte{7});
+}
+
 TEST(FaultIn, WithAStopFlagItGoesToTheEndUnlessStopped) {
   Mapping m(8 * kMiB);
   ASSERT_NE(m.data(), nullptr);
