@@ -160,8 +160,13 @@ class Engine::Impl {
     void on_start() override {
       if (absl::Status s = e_.server_->start(); !s.ok()) throw std::runtime_error(std::string(s.message()));
       // The server's start submitted, so this thread's io-wq exists: its kernel workers (the
-      // journal's buffered writes and fdatasyncs) leave the io thread's pinned CPU.
-      if (const std::vector<int> cpus = housekeeping_cpus(); !cpus.empty()) {
+      // journal's buffered writes and fdatasyncs) leave the io thread's pinned CPU. Not with
+      // sync, where every decision waits for the worker's fdatasync: there the io thread has
+      // little else to do meanwhile, while another CPU may be busy (a client on a 2-CPU
+      // machine): moved there, the daemon's p50 at 10k events/s went from 0.36-0.39 ms to
+      // 1.9-2.2 ms (perf/RESULTS.md, "End to end").
+      const std::vector<int> cpus = housekeeping_cpus();
+      if (!cpus.empty() && e_.config_.durability != journal::Durability::kSync) {
         if (absl::Status s = e_.server_->restrict_kernel_workers(cpus); !s.ok()) {
           log_warn("io_uring workers stay on the io thread's CPU: ", s.message());
         }

@@ -693,29 +693,11 @@ TEST_F(SluicedTest, AJournalWriteFailureRefusesInputAndLosesNothingAnswered) {
   EXPECT_EQ(journaled, answered);
 }
 
-// With --cpus, the agents run on their CPUs and every helper thread, including the io_uring
-// workers that run the journal's writes and fdatasyncs, on the other allowed CPUs: a helper
-// started from the pinned io thread would otherwise inherit its CPU.
-TEST_F(SluicedTest, PinnedAgentsKeepTheirCpuAndHelperThreadsRunOnTheOthers) {
-  const absl::StatusOr<std::vector<int>> allowed = allowed_cpus();
-  ASSERT_TRUE(allowed.ok()) << allowed.status();
-  if (allowed->size() < 2) GTEST_SKIP() << "needs two allowed CPUs";
-  const int agent = allowed->back();
-  const std::string rest = absl::StrJoin(allowed->begin(), allowed->end() - 1, ",");
-  ASSERT_TRUE(d().start({"--config", config_, "--shard-threads", "0", "--cpus",
-                         std::to_string(agent), "--durability", "sync"}))
-      << d().log();
-  EXPECT_THAT(d().log(), HasSubstr(absl::StrCat("helper threads and io_uring workers on cpu ")));
-  Client c(d().port("binary"));
-  for (uint64_t i = 1; i <= 50; ++i) {  // sync: fdatasyncs, which io_uring hands to a worker
-    ASSERT_TRUE(c.send(wire::Transaction{.client_seq = i, .event_time_ns = kBaseTime,
-                                         .account_id = i, .amount_minor = 10}));
-    ASSERT_TRUE(c.read_frame().has_value());
-  }
-  // Threads by name: Cpus_allowed_list as the kernel prints it ("0", "0-2", "0,2").
+// Threads of a running process by name (io_uring workers as "iou-wrk"), each with the
+// Cpus_allowed_list the kernel prints for it ("0", "0-2", "0,2").
+std::map<std::string, std::set<std::string>> cpus_by_thread(pid_t pid) {
   std::map<std::string, std::set<std::string>> cpus_of;
-  const std::string task_dir = absl::StrCat("/proc/", d().pid(), "/task");
-  for (const auto& task : std::filesystem::directory_iterator(task_dir)) {
+  for (const auto& task : std::filesystem::directory_iterator(absl::StrCat("/proc/", pid, "/task"))) {
     std::string name = read_file(task.path().string() + "/comm");
     while (!name.empty() && name.back() == '\n') name.pop_back();
     if (absl::StartsWith(name, "iou-wrk-")) name = "iou-wrk";
@@ -725,19 +707,47 @@ TEST_F(SluicedTest, PinnedAgentsKeepTheirCpuAndHelperThreadsRunOnTheOthers) {
       }
     }
   }
-  auto list_of = [](const std::vector<int>& cpus) {
-    // The kernel's form for a contiguous run is "a-b".
-    if (cpus.size() > 1 && cpus.back() - cpus.front() + 1 == static_cast<int>(cpus.size())) {
-      return absl::StrCat(cpus.front(), "-", cpus.back());
+  return cpus_of;
+}
+
+// The kernel's Cpus_allowed_list form of a set of CPUs.
+std::string cpu_list_text(const std::vector<int>& cpus) {
+  if (cpus.size() > 1 && cpus.back() - cpus.front() + 1 == static_cast<int>(cpus.size())) {
+    return absl::StrCat(cpus.front(), "-", cpus.back());
+  }
+  return absl::StrJoin(cpus, ",");
+}
+
+// With --cpus, the agents run on their CPUs and every helper thread, including the io_uring
+// workers that run the journal's writes and fdatasyncs, on the other allowed CPUs: a helper
+// started from the pinned io thread would otherwise inherit its CPU. With sync, where every
+// decision waits for the workers' fdatasync, they stay with the io thread.
+TEST_F(SluicedTest, PinnedAgentsKeepTheirCpuAndHelperThreadsRunOnTheOthers) {
+  const absl::StatusOr<std::vector<int>> allowed = allowed_cpus();
+  ASSERT_TRUE(allowed.ok()) << allowed.status();
+  if (allowed->size() < 2) GTEST_SKIP() << "needs two allowed CPUs";
+  const std::string agent = std::to_string(allowed->back());
+  const std::string helpers = cpu_list_text(std::vector<int>(allowed->begin(), allowed->end() - 1));
+  for (const std::string durability : {"batch", "sync"}) {
+    SCOPED_TRACE(durability);
+    ASSERT_TRUE(d().start({"--config", config_, "--shard-threads", "0", "--cpus", agent,
+                           "--durability", durability}))
+        << d().log();
+    EXPECT_THAT(d().log(), HasSubstr(absl::StrCat("helper threads and io_uring workers on cpu ")));
+    Client c(d().port("binary"));
+    const uint64_t first = durability == "batch" ? 1 : 51;  // the restart continues the seqs
+    for (uint64_t i = first; i < first + 50; ++i) {  // fdatasyncs: io_uring hands them to a worker
+      ASSERT_TRUE(c.send(wire::Transaction{.client_seq = i, .event_time_ns = kBaseTime,
+                                           .account_id = i, .amount_minor = 10}));
+      ASSERT_TRUE(c.read_frame().has_value());
     }
-    return absl::StrJoin(cpus, ",");
-  };
-  const std::string helpers = list_of(std::vector<int>(allowed->begin(), allowed->end() - 1));
-  EXPECT_EQ(cpus_of["io"], std::set<std::string>{std::to_string(agent)});
-  EXPECT_EQ(cpus_of["snapshot-writer"], std::set<std::string>{helpers}) << rest;
-  ASSERT_EQ(cpus_of.count("iou-wrk"), 1u) << "no io_uring worker ran an fdatasync";
-  EXPECT_EQ(cpus_of["iou-wrk"], std::set<std::string>{helpers});
-  ASSERT_EQ(d().stop(), 0);
+    auto cpus_of = cpus_by_thread(d().pid());
+    EXPECT_EQ(cpus_of["io"], std::set<std::string>{agent});
+    EXPECT_EQ(cpus_of["snapshot-writer"], std::set<std::string>{helpers});
+    ASSERT_EQ(cpus_of.count("iou-wrk"), 1u) << "no io_uring worker ran an fdatasync";
+    EXPECT_EQ(cpus_of["iou-wrk"], std::set<std::string>{durability == "sync" ? agent : helpers});
+    ASSERT_EQ(d().stop(), 0);
+  }
 }
 
 TEST_F(SluicedTest, MetricsAndStatShowTheRunningDaemon) {
