@@ -19,13 +19,14 @@ namespace sluice {
 struct NetworkCounters {
   // The stats file's names (io/stats_file.h), in field order; "_total" marks a counter, the
   // rest are gauges.
-  static constexpr std::array<std::string_view, 29> kFieldNames = {
+  static constexpr std::array<std::string_view, 30> kFieldNames = {
       "connections_accepted_total", "connections_open", "connections_refused_total",
       "connections_dropped_slow_total", "connections_closed_error_total",
       "connections_closed_total", "frames_in_total", "bytes_in_total", "events_journaled_total",
       "invalid_total", "duplicate_total", "unknown_types_total", "protocol_errors_total",
       "malformed_lines_total", "ring_full_episodes_total", "ring_full_ns_total",
       "in_flight_stalls_total", "recv_buffer_shortages_total", "snapshot_barriers_total",
+      "snapshot_barriers_deferred_total",
       "udp_datagrams_total", "udp_duplicates_total", "udp_gaps_total", "udp_bad_datagrams_total",
       "bytes_out_total", "decisions_sent_total", "alerts_seen_total", "alerts_sent_total",
       "decisions_gone_total", "decisions_unrouted_total"};
@@ -51,6 +52,7 @@ struct NetworkCounters {
   Counter in_flight_stalls;       // times a connection reached max_in_flight and was not read
   Counter recv_buffer_shortages;  // receives that found no provided buffer (-ENOBUFS)
   Counter snapshot_barriers;      // events published with kInputSnapshotAfter
+  Counter snapshot_barriers_deferred;  // due barriers held back until the writer was ready
 
   // UDP.
   Counter udp_datagrams;      // datagrams received

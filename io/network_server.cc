@@ -450,6 +450,18 @@ class NetworkServer::Impl {
   bool input_stopped_ = false;  // stop or refusal: nothing more is decoded
 
   bool snapshot_due_ = false;
+  bool snapshot_deferred_ = false;  // a due barrier is waiting for options_.snapshot_gate
+  // True unless the gate holds a due barrier back; counts each time it starts to.
+  bool snapshot_gate_open() noexcept {
+    if (options_.snapshot_gate == nullptr ||
+        options_.snapshot_gate->load(std::memory_order_acquire)) {
+      snapshot_deferred_ = false;
+      return true;
+    }
+    if (!snapshot_deferred_) counters_->snapshot_barriers_deferred.add();
+    snapshot_deferred_ = true;
+    return false;
+  }
   int64_t events_since_snapshot_ = 0;
   int64_t last_snapshot_ns_ = 0;
 
@@ -1362,8 +1374,9 @@ bool NetworkServer::Impl::publish(std::span<const std::byte> frame, uint64_t cli
   e.reserved = 0;
   std::memcpy(e.frame.data(), frame.data(), frame.size());
   ++events_since_snapshot_;
-  if (snapshot_due_ || (options_.snapshot_every_events > 0 &&
-                        events_since_snapshot_ >= options_.snapshot_every_events)) {
+  if ((snapshot_due_ || (options_.snapshot_every_events > 0 &&
+                         events_since_snapshot_ >= options_.snapshot_every_events)) &&
+      snapshot_gate_open()) {
     e.flags |= kInputSnapshotAfter;
     snapshot_due_ = false;
     events_since_snapshot_ = 0;

@@ -43,6 +43,7 @@
 #ifndef SLUICE_IO_NETWORK_SERVER_H_
 #define SLUICE_IO_NETWORK_SERVER_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -92,6 +93,10 @@ struct NetworkOptions {
   // Snapshot barriers (kInputSnapshotAfter); 0 turns each trigger off.
   int64_t snapshot_every_events = 0;
   int64_t snapshot_interval_ns = 0;
+  // When set, a due barrier waits for it to read true (the snapshot writer's ready(): the last
+  // snapshot written, the next image buffer faulted in) and goes on the first event after.
+  // Not owned; outlives the server.
+  const std::atomic<bool>* snapshot_gate = nullptr;
 
   // io_uring set-up.
   uint32_t recv_buffers = 1024;       // provided receive buffers (a power of two <= 32768)

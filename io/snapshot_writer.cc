@@ -62,6 +62,10 @@ ImageBuffer SnapshotWriter::allocate(size_t capacity, bool populate) {
   return ImageBuffer{static_cast<std::byte*>(p), capacity};
 }
 
+void SnapshotWriter::publish_ready() {
+  ready_.store(jobs_.empty() && !busy_ && prepare_wanted_ == 0, std::memory_order_release);
+}
+
 void SnapshotWriter::free_buffer(ImageBuffer b) {
   if (b.data != nullptr) ::munmap(b.data, b.capacity);
 }
@@ -117,6 +121,7 @@ void SnapshotWriter::prepare(size_t bytes) {
     std::lock_guard<std::mutex> lock(mu_);
     prepare_bytes_ = std::max(prepare_bytes_, bytes);
     prepare_wanted_ = std::min(prepare_wanted_ + 1, options_.max_pooled_buffers);
+    publish_ready();
   }
   wake_.notify_one();
 }
@@ -125,6 +130,7 @@ void SnapshotWriter::submit(const Header& header, ImageBuffer buffer, size_t siz
   {
     std::lock_guard<std::mutex> lock(mu_);
     jobs_.push_back(Job{header, buffer, size});
+    publish_ready();
   }
   wake_.notify_one();
 }
@@ -189,6 +195,7 @@ void SnapshotWriter::run() {
       if (!s.ok() && first_error_.ok()) first_error_ = s;
       pool(job.buffer);
       busy_ = false;
+      publish_ready();
       idle_.notify_all();
       continue;
     }
@@ -201,6 +208,7 @@ void SnapshotWriter::run() {
       if (fit >= prepare_wanted_) {
         prepare_wanted_ = 0;
         prepare_bytes_ = 0;
+        publish_ready();
         continue;
       }
       lock.unlock();

@@ -97,6 +97,11 @@ class SnapshotWriter {
   }
   // The largest buffer in the pool now (0: none).
   size_t largest_pooled() const;
+  // True while nothing is queued or being written and every prepare() is covered by a populated
+  // buffer: a barrier now gets a prepared buffer and adds no writing to a backlog. Ingest holds
+  // a due barrier back until then (NetworkOptions::snapshot_gate), as Flink does not start a
+  // checkpoint while the last one is still in progress.
+  const std::atomic<bool>& ready() const noexcept { return ready_; }
   // Wall time of the last write (seal + write + fsync + rename + prune), ns.
   int64_t last_write_ns() const { return last_write_ns_.load(std::memory_order_acquire); }
 
@@ -113,6 +118,7 @@ class SnapshotWriter {
   ImageBuffer allocate(size_t capacity, bool populate);
   static void free_buffer(ImageBuffer b);
   void pool(ImageBuffer b);  // REQUIRES: mu_ held
+  void publish_ready();      // REQUIRES: mu_ held
 
   const WriterOptions options_;
   std::mutex io_mu_;  // one file write at a time (the thread's or write_now's)
@@ -131,6 +137,7 @@ class SnapshotWriter {
   std::atomic<int64_t> failed_{0};
   std::atomic<int64_t> unprepared_acquires_{0};
   std::atomic<int64_t> last_write_ns_{0};
+  std::atomic<bool> ready_{true};
   std::thread thread_;
 };
 

@@ -523,6 +523,7 @@ absl::Status Engine::Impl::build_pipeline() {
   net.max_in_flight = static_cast<uint32_t>(config_.max_in_flight);
   net.snapshot_every_events = config_.snapshot_every_events;
   net.snapshot_interval_ns = config_.snapshot_interval_s * 1'000'000'000;
+  net.snapshot_gate = &snapshot_writer_->ready();
   net.alert_sink = [this](const OutputEvent& a) {
     pending_alerts_[shard_of(a.account_id, config_.shards)].push_back(a);
   };

@@ -215,7 +215,8 @@ std::string summary(const StatsView& view, const Sample& now, const Sample* befo
   }
   absl::StrAppend(&out, "snapshots     ", sum("shard", "snapshots_total"), " shard snapshots, ",
                   "longest stall ", human_ns(stall), ", unprepared image buffers ",
-                  sum("shard", "snapshot_unprepared_buffers_total"), "\n");
+                  sum("shard", "snapshot_unprepared_buffers_total"), ", barriers deferred ",
+                  value("net.snapshot_barriers_deferred_total"), "\n");
   bool header = false;
   for (const auto& b : view.blocks()) {
     if (b.kind != StatsBlockKind::kHistogram) continue;

@@ -948,6 +948,37 @@ TEST(NetworkServer, SnapshotBarriersRideOnEveryNthEventAndOnRequest) {
   EXPECT_EQ(h.counters().snapshot_barriers.get(), 3);
 }
 
+// A due barrier waits while the gate (the snapshot writer's ready()) is closed, counted once,
+// and rides on the first event after it opens; the count to the next one restarts there.
+TEST(NetworkServer, ADueSnapshotBarrierWaitsForTheGate) {
+  std::atomic<bool> gate{false};
+  HarnessConfig cfg;
+  cfg.options = test_options();
+  cfg.options.snapshot_every_events = 5;
+  cfg.options.snapshot_gate = &gate;
+  Harness h(cfg);
+  ASSERT_TRUE(h.ok());
+  TestClient c(h.port());
+  for (uint64_t i = 1; i <= 8; ++i) {
+    ASSERT_TRUE(c.send(transaction_frame(i, 2)));
+    EXPECT_EQ(expect_decision(c).client_seq, i);
+  }
+  EXPECT_EQ(h.counters().snapshot_barriers.get(), 0);
+  EXPECT_EQ(h.counters().snapshot_barriers_deferred.get(), 1);  // once, not per event
+  gate = true;
+  for (uint64_t i = 9; i <= 15; ++i) {
+    ASSERT_TRUE(c.send(transaction_frame(i, 2)));
+    EXPECT_EQ(expect_decision(c).client_seq, i);
+  }
+  std::vector<int64_t> flagged;
+  for (const testing::SeenEvent& e : h.stand_in().seen()) {
+    if (e.flags & kInputSnapshotAfter) flagged.push_back(e.sequence);
+  }
+  EXPECT_EQ(flagged, (std::vector<int64_t>{9, 14}));
+  EXPECT_EQ(h.counters().snapshot_barriers.get(), 2);
+  EXPECT_EQ(h.counters().snapshot_barriers_deferred.get(), 1);
+}
+
 TEST(NetworkServer, JournalSequencesAreGapFreeAcrossEveryInput) {
   HarnessConfig cfg;
   cfg.options = test_options();

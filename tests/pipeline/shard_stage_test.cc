@@ -4,8 +4,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -263,6 +265,43 @@ TEST_F(ShardStageSnapshot, AnImageBufferMappedAtTheBarrierIsCountedAndPooledOnes
   EXPECT_EQ(stage.counters().snapshots_taken.get(), 3);
   EXPECT_EQ(stage.counters().snapshot_unprepared_buffers.get(), 3);
   EXPECT_EQ((*writer)->unprepared_acquires(), 3);
+}
+
+// ready() (ingest's gate for the next barrier) is false while a snapshot is queued or being
+// written and while a prepare() is not covered by a populated buffer.
+TEST_F(ShardStageSnapshot, TheWriterIsReadyOnlyWithNothingToWriteOrPrepare) {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  auto writer = snapshot::SnapshotWriter::start(
+      {.dir = root_ + "/w", .before_commit = [&](const snapshot::Header&) {
+         std::unique_lock<std::mutex> lock(mu);
+         cv.wait(lock, [&] { return release; });
+         return absl::OkStatus();
+       }});
+  ASSERT_TRUE(writer.ok());
+  snapshot::SnapshotWriter& w = **writer;
+  EXPECT_TRUE(w.ready().load());
+  const snapshot::ImageBuffer b = w.acquire(4096);
+  w.submit(snapshot::Header{.shard_count = 1, .sequence = 7}, b, 4096);
+  EXPECT_FALSE(w.ready().load());  // held in before_commit until released
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(w.ready().load());
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_TRUE(w.flush().ok());
+  EXPECT_TRUE(w.ready().load());
+  // A prepare() is covered once a buffer that big is pooled: ready again then, not before.
+  const size_t big = size_t{16} << 20;
+  w.prepare(big);
+  for (int i = 0; i < 1000 && !w.ready().load(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_TRUE(w.ready().load());
+  EXPECT_GE(w.largest_pooled(), big);
 }
 
 TEST_F(ShardStageSnapshot, CapturesSpreadOverManyPassesHoldTheStateAsOfTheirBarrier) {
