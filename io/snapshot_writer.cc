@@ -47,8 +47,7 @@ SnapshotWriter::SnapshotWriter(const WriterOptions& options) : options_(options)
 SnapshotWriter::~SnapshotWriter() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
-    stopping_.store(true, std::memory_order_relaxed);  // ends a prepare under way
+    stop_ = true;  // also ends a prepare under way
   }
   wake_.notify_all();
   if (thread_.joinable()) thread_.join();
@@ -58,7 +57,7 @@ SnapshotWriter::~SnapshotWriter() {
 ImageBuffer SnapshotWriter::allocate(size_t capacity, bool populate) {
   void* p = ::mmap(nullptr, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) throw std::bad_alloc();
-  if (populate) (void)fault_in(static_cast<std::byte*>(p), capacity, stopping_);
+  if (populate) (void)fault_in(static_cast<std::byte*>(p), capacity, stop_);
   return ImageBuffer{static_cast<std::byte*>(p), capacity};
 }
 

@@ -129,8 +129,8 @@ class SnapshotWriter {
   size_t prepare_bytes_ = 0;   // the largest size asked for since the pool last covered it
   size_t prepare_wanted_ = 0;  // prepare() calls not yet covered
   bool busy_ = false;
-  bool stop_ = false;
-  std::atomic<bool> stopping_{false};  // stop_, read without the lock while faulting in
+  // Set under mu_; atomic because a prepare under way reads it without the lock.
+  std::atomic<bool> stop_{false};
   std::vector<ImageBuffer> free_;
   absl::Status first_error_;
   std::atomic<int64_t> written_{0};

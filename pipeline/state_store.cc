@@ -106,8 +106,7 @@ class Prefaulter {
   ~Prefaulter() {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      stopping_.store(true, std::memory_order_relaxed);  // ends a fault-in under way
+      stop_ = true;  // also ends a fault-in under way
     }
     wake_.notify_one();
     if (thread_.joinable()) thread_.join();
@@ -153,7 +152,7 @@ class Prefaulter {
       const size_t bytes = next->bytes;
       lock.unlock();
       std::byte* p = map_zeroed(bytes, true);
-      if (p != nullptr) (void)fault_in(p, bytes, stopping_);  // stop_ discards a partial one
+      if (p != nullptr) (void)fault_in(p, bytes, stop_);  // stop_ discards a partial one
       lock.lock();
       // std::list: `next` is still valid, nobody else erases a started block.
       if (next->unwanted || p == nullptr || stop_) {
@@ -172,8 +171,8 @@ class Prefaulter {
   std::list<Block> blocks_;
   std::list<Block> releases_;
   std::thread thread_;
-  bool stop_ = false;
-  std::atomic<bool> stopping_{false};  // stop_, read without the lock while faulting in
+  // Set under mu_; atomic because a fault-in under way reads it without the lock.
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace
